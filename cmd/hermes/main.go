@@ -1,0 +1,67 @@
+// Command hermes is the Hermes service and its tools: serve, healthcheck,
+// version (and, as later parts land, worker and setup).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hermes:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+const usage = `usage: hermes <command>
+
+commands:
+  serve         run Hermes (HTTP API, background loops) on the configured backends
+  healthcheck   exit 0 when the local Hermes answers /health/ready, 1 otherwise
+  version       print the version
+
+Configuration comes from the environment; see the README.
+`
+
+// usageError is a command-line mistake: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	if _, ok := err.(usageError); ok {
+		return 2
+	}
+	return 1
+}
+
+// run is the whole program: main only adds the process around it, so tests
+// call run directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stdout, nil)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], getenv, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "hermes", version())
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/config"
+	"github.com/webordinary/hermes/internal/directory"
+	"github.com/webordinary/hermes/internal/httpapi"
+	"github.com/webordinary/hermes/internal/lifecycle"
+	"github.com/webordinary/hermes/internal/logctx"
+	"github.com/webordinary/hermes/internal/metrics"
+)
+
+// adminKeyFile is where serve keeps the generated admin key when no
+// credentials are configured.
+const adminKeyFile = "admin-api-key"
+
+// serve runs Hermes until ctx ends, then shuts down in order: stop taking
+// requests (readiness turns 503, the listener closes), let in-flight
+// requests finish within the shutdown timeout, stop the background loops,
+// close the store. onListen, when set, learns the bound address (tests
+// listen on port 0).
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, onListen func(net.Addr)) error {
+	if len(args) > 0 {
+		return usageError{"serve takes no arguments; it is configured by the environment"}
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	if err := checkBackends(cfg); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := logctx.New(stdout, cfg.LogFormat, cfg.LogLevel)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	clock := hermes.Clock(time.Now)
+
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+
+	if cfg.ProjectsFile != "" {
+		n, err := directory.LoadFile(ctx, store, cfg.ProjectsFile, clock.Now())
+		if err != nil {
+			return err
+		}
+		log.Info("projects file loaded", "path", cfg.ProjectsFile, "clients", n)
+	}
+
+	keys := cfg.APIKeys
+	if len(keys) == 0 && !cfg.JWT.Enabled() {
+		path := filepath.Join(cfg.DataDir, adminKeyFile)
+		key, created, err := ensureAdminKey(path)
+		if err != nil {
+			return fmt.Errorf("admin key: %w", err)
+		}
+		keys = []config.APIKey{key}
+		log.Warn("no API keys configured: using the generated admin key in its file (set HERMES_API_KEYS to choose keys)",
+			"path", path, "created", created)
+	}
+
+	m := metrics.New(store, log)
+	sessions := &lifecycle.Sessions{
+		Store: store, Clock: clock, TTL: cfg.SessionTTL, PublicBase: cfg.PublicURL, Log: log,
+		Hooks: lifecycle.Hooks{
+			Created: m.SessionsCreated.Inc,
+			Expired: func(reason string) { m.SessionsExpired.WithLabelValues(reason).Inc() },
+		},
+	}
+	reaper := lifecycle.NewReaper(sessions, cfg.ReaperInterval)
+	sessions.Kick = reaper.Kick
+
+	api := &httpapi.Server{
+		Store: store, Sessions: sessions, Metrics: m, Log: log, Clock: clock,
+		Auth:     httpapi.NewAuthenticator(keys, cfg.JWT, time.Now),
+		BasePath: cfg.BasePath, Version: version(),
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	var wg sync.WaitGroup
+	wg.Go(func() { reaper.Run(logctx.With(loops, slog.String("loop", "reaper"))) })
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	api.SetReady(true)
+	log.Info("hermes started", "version", version(), "addr", ln.Addr().String(), "base_path", cfg.BasePath,
+		"data_dir", cfg.DataDir, "store", cfg.Store, "env", cfg.Env)
+	if onListen != nil {
+		onListen(ln.Addr())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		stopLoops()
+		wg.Wait()
+		return fmt.Errorf("http server: %w", err)
+	}
+
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	api.SetReady(false)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("in-flight requests did not finish in time; closing them", "err", err)
+		_ = srv.Close()
+	}
+	stopLoops()
+	wg.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+// ensureAdminKey returns the admin key kept at path, creating it (256
+// random bits, file mode 0600) when there is none. The key itself is never
+// logged.
+func ensureAdminKey(path string) (key config.APIKey, created bool, err error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		k := strings.TrimSpace(string(b))
+		if len(k) < config.MinAPIKeyLen {
+			return key, false, fmt.Errorf("%s holds no usable key; delete it to generate a new one", path)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(path, 0o600); err != nil {
+				return key, false, err
+			}
+		}
+		return apiKey(k), false, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return key, false, err
+	}
+	k := "hk_" + hermes.NewToken() + hermes.NewToken()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) { // another process made it first
+			return ensureAdminKey(path)
+		}
+		return key, false, err
+	}
+	if _, err := f.WriteString(k + "\n"); err != nil {
+		f.Close()
+		return key, false, err
+	}
+	return apiKey(k), true, f.Close()
+}
+
+func apiKey(k string) config.APIKey {
+	return config.APIKey{Hash: sha256Sum(k), Scope: config.Scope{Admin: true}}
+}

@@ -1,0 +1,362 @@
+// Package config reads Hermes's configuration from the environment and
+// validates it, so that a bad value stops start-up with a message naming the
+// variable and what it allows.
+package config
+
+import (
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/webordinary/hermes"
+)
+
+// Config is everything Hermes reads from its environment.
+type Config struct {
+	Env        string // development, production or test (HERMES_ENV, or NODE_ENV)
+	Host       string // HERMES_HOST: listen host, empty for all interfaces
+	Port       int    // PORT
+	BasePath   string // BASE_PATH: "" or "/hermes"
+	DataDir    string // HERMES_DATA_DIR
+	PublicURL  string // HERMES_PUBLIC_URL, without a trailing slash, base path included
+	LogLevel   slog.Level
+	LogFormat  string // json or text
+	SessionTTL time.Duration
+	// IdleTimeout is how long a container with no work lives on.
+	IdleTimeout     time.Duration
+	ReaperInterval  time.Duration
+	ShutdownTimeout time.Duration
+
+	APIKeys []APIKey // HERMES_API_KEYS
+	JWT     JWTConfig
+
+	ProjectsFile string // HERMES_PROJECTS_FILE
+	SMTPAddr     string // HERMES_SMTP_ADDR; "" when off
+
+	Store, Queue, Runner, Mailer string // backends
+
+	SMTPURL        *url.URL // SMTP_URL
+	FromEmail      string   // HERMES_FROM_EMAIL
+	Twilio         Twilio
+	Slack          Slack
+	EmailQueueURL  string // EMAIL_QUEUE_URL
+	AWSRegion      string
+	DynamoDBTable  string
+	ECSClusterName string
+	ECSServiceName string
+}
+
+// APIKey is one configured API key, kept only as its SHA-256.
+type APIKey struct {
+	Hash  [sha256.Size]byte
+	Scope Scope
+}
+
+// Scope is what a caller may do: everything (admin) or one client's data.
+type Scope struct {
+	Admin    bool
+	ClientID string
+}
+
+func (s Scope) String() string {
+	if s.Admin {
+		return "admin"
+	}
+	return "client:" + s.ClientID
+}
+
+// ParseScope reads "admin" or "client:ID".
+func ParseScope(s string) (Scope, error) {
+	if s == "admin" {
+		return Scope{Admin: true}, nil
+	}
+	if id, ok := strings.CutPrefix(s, "client:"); ok && hermes.ValidSlug(id) {
+		return Scope{ClientID: id}, nil
+	}
+	return Scope{}, fmt.Errorf("scope %q is neither admin nor client:ID", s)
+}
+
+// JWTConfig configures bearer JWTs. Enabled when a secret or a public key
+// is set; then issuer and audience are required.
+type JWTConfig struct {
+	Secret     []byte         // HERMES_JWT_SECRET (HS256)
+	PublicKey  *rsa.PublicKey // HERMES_JWT_PUBLIC_KEY (RS256), PEM text or a file path
+	Issuer     string         // HERMES_JWT_ISSUER
+	Audience   string         // HERMES_JWT_AUDIENCE
+	ScopeClaim string         // HERMES_JWT_SCOPE_CLAIM, default "scope"
+}
+
+// Enabled reports whether JWTs are accepted.
+func (j JWTConfig) Enabled() bool { return len(j.Secret) > 0 || j.PublicKey != nil }
+
+// Twilio is the SMS channel's configuration.
+type Twilio struct {
+	AccountSID, AuthToken, APIURL string
+}
+
+// Slack is the chat channel's configuration.
+type Slack struct {
+	SigningSecret, BotToken, APIURL string
+}
+
+// MinAPIKeyLen is the shortest API key accepted in HERMES_API_KEYS.
+const MinAPIKeyLen = 16
+
+var basePathPattern = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+
+// Load reads the configuration through getenv and validates it. The error
+// lists every bad variable, one per line.
+func Load(getenv func(string) string) (Config, error) {
+	l := loader{getenv: getenv}
+	envVar := "HERMES_ENV" // NODE_ENV is the reference's name for it
+	if getenv(envVar) == "" && getenv("NODE_ENV") != "" {
+		envVar = "NODE_ENV"
+	}
+	c := Config{
+		Env:             l.oneOf(envVar, "development", "development", "production", "test"),
+		Host:            l.str("HERMES_HOST", ""),
+		Port:            l.port("PORT", 3000),
+		BasePath:        l.str("BASE_PATH", ""),
+		DataDir:         l.str("HERMES_DATA_DIR", "./data"),
+		LogFormat:       l.oneOf("HERMES_LOG_FORMAT", "json", "json", "text"),
+		SessionTTL:      l.duration("SESSION_TTL", 30*time.Minute, time.Second),
+		IdleTimeout:     l.duration("HERMES_IDLE_TIMEOUT", 20*time.Minute, time.Second),
+		ReaperInterval:  l.duration("HERMES_REAPER_INTERVAL", 15*time.Second, 100*time.Millisecond),
+		ShutdownTimeout: l.duration("HERMES_SHUTDOWN_TIMEOUT", 20*time.Second, 0),
+		ProjectsFile:    l.str("HERMES_PROJECTS_FILE", ""),
+		SMTPAddr:        l.str("HERMES_SMTP_ADDR", "127.0.0.1:2525"),
+		Store:           l.oneOf("HERMES_STORE", "sqlite", "sqlite", "dynamodb"),
+		Queue:           l.oneOf("HERMES_QUEUE", "sqlite", "sqlite", "sqs"),
+		Runner:          l.oneOf("HERMES_RUNNER", "local", "local", "ecs"),
+		Mailer:          l.oneOf("HERMES_MAILER", "outbox", "outbox", "smtp", "ses"),
+		FromEmail:       l.str("HERMES_FROM_EMAIL", "hermes@localhost"),
+		Twilio: Twilio{
+			AccountSID: l.str("TWILIO_ACCOUNT_SID", ""),
+			AuthToken:  l.str("TWILIO_AUTH_TOKEN", ""),
+			APIURL:     l.httpURL("TWILIO_API_URL", "https://api.twilio.com"),
+		},
+		Slack: Slack{
+			SigningSecret: l.str("SLACK_SIGNING_SECRET", ""),
+			BotToken:      l.str("SLACK_BOT_TOKEN", ""),
+			APIURL:        l.httpURL("SLACK_API_URL", "https://slack.com/api"),
+		},
+		EmailQueueURL:  l.str("EMAIL_QUEUE_URL", ""),
+		AWSRegion:      l.str("AWS_REGION", "us-east-1"),
+		DynamoDBTable:  l.str("DYNAMODB_TABLE_NAME", "webordinary-edit-sessions"),
+		ECSClusterName: l.str("ECS_CLUSTER_NAME", "webordinary-edit-cluster"),
+		ECSServiceName: l.str("ECS_SERVICE_NAME", "webordinary-edit-service"),
+	}
+	switch lv := strings.ToLower(l.str("HERMES_LOG_LEVEL", "info")); lv {
+	case "debug", "info", "warn", "error":
+		_ = c.LogLevel.UnmarshalText([]byte(lv))
+	default:
+		l.fail("HERMES_LOG_LEVEL", "%q is not one of debug, info, warn, error", lv)
+	}
+	if c.BasePath != "" && (!basePathPattern.MatchString(c.BasePath) || strings.Contains(c.BasePath, "/..")) {
+		l.fail("BASE_PATH", "%q must look like /hermes: a leading slash, no trailing slash, URL-safe segments", c.BasePath)
+	}
+	if c.Host != "" && net.ParseIP(c.Host) == nil && c.Host != "localhost" {
+		l.fail("HERMES_HOST", "%q is not an IP address or localhost", c.Host)
+	}
+	if c.DataDir == "" {
+		l.fail("HERMES_DATA_DIR", "must not be empty")
+	}
+	c.PublicURL = l.httpURL("HERMES_PUBLIC_URL", fmt.Sprintf("http://localhost:%d", c.Port))
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if getenv("HERMES_PUBLIC_URL") == "" {
+		c.PublicURL += c.BasePath
+	}
+	if strings.EqualFold(c.SMTPAddr, "off") {
+		c.SMTPAddr = ""
+	} else if _, port, err := net.SplitHostPort(c.SMTPAddr); err != nil || !validPort(port) {
+		l.fail("HERMES_SMTP_ADDR", "%q must be host:port or off", c.SMTPAddr)
+	}
+	if _, ok := hermes.NormalizeEmail(c.FromEmail); !ok {
+		l.fail("HERMES_FROM_EMAIL", "%q is not a bare email address", c.FromEmail)
+	}
+	if v := getenv("SMTP_URL"); v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			l.fail("SMTP_URL", "must look like smtp://user:pass@host:port or smtps://…") // never echo: it may hold a password
+		} else {
+			c.SMTPURL = u
+		}
+	}
+	if c.Mailer == "smtp" && c.SMTPURL == nil {
+		l.fail("HERMES_MAILER", "smtp needs SMTP_URL")
+	}
+	c.APIKeys = l.apiKeys("HERMES_API_KEYS")
+	c.JWT = l.jwt()
+	return c, l.err()
+}
+
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+type loader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (l *loader) fail(name, format string, args ...any) {
+	l.errs = append(l.errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (l *loader) err() error { return errors.Join(l.errs...) }
+
+func (l *loader) str(name, def string) string {
+	if v := strings.TrimSpace(l.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (l *loader) oneOf(name, def string, allowed ...string) string {
+	v := l.str(name, def)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	l.fail(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	return def
+}
+
+func (l *loader) port(name string, def int) int {
+	v := l.str(name, strconv.Itoa(def))
+	if !validPort(v) {
+		l.fail(name, "%q is not a port number (0-65535)", v)
+		return def
+	}
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+func (l *loader) duration(name string, def, min time.Duration) time.Duration {
+	v := l.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < min {
+		l.fail(name, "%q is not a Go duration of at least %s (like 30m or 90s)", v, min)
+		return def
+	}
+	return d
+}
+
+func (l *loader) httpURL(name, def string) string {
+	v := l.str(name, def)
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		l.fail(name, "%q is not an absolute http(s) URL", v)
+		return def
+	}
+	return v
+}
+
+// apiKeys parses KEY=SCOPE,KEY=SCOPE. Errors name the entry by position,
+// never by its key.
+func (l *loader) apiKeys(name string) []APIKey {
+	v := l.getenv(name)
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	var keys []APIKey
+	seen := map[[sha256.Size]byte]bool{}
+	for i, entry := range strings.Split(v, ",") {
+		key, scope, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		if !ok {
+			l.fail(name, "entry %d is not KEY=SCOPE", i+1)
+			continue
+		}
+		if len(key) < MinAPIKeyLen || strings.ContainsAny(key, " \t\"'") {
+			l.fail(name, "entry %d: the key must be at least %d characters without spaces or quotes", i+1, MinAPIKeyLen)
+			continue
+		}
+		s, err := ParseScope(scope)
+		if err != nil {
+			l.fail(name, "entry %d: %v", i+1, err)
+			continue
+		}
+		h := sha256.Sum256([]byte(key))
+		if seen[h] {
+			l.fail(name, "entry %d repeats an earlier key", i+1)
+			continue
+		}
+		seen[h] = true
+		keys = append(keys, APIKey{Hash: h, Scope: s})
+	}
+	return keys
+}
+
+func (l *loader) jwt() JWTConfig {
+	j := JWTConfig{
+		Issuer:     l.str("HERMES_JWT_ISSUER", ""),
+		Audience:   l.str("HERMES_JWT_AUDIENCE", ""),
+		ScopeClaim: l.str("HERMES_JWT_SCOPE_CLAIM", "scope"),
+	}
+	if s := l.getenv("HERMES_JWT_SECRET"); s != "" {
+		if len(s) < 32 {
+			l.fail("HERMES_JWT_SECRET", "must be at least 32 bytes for HS256")
+		} else {
+			j.Secret = []byte(s)
+		}
+	}
+	if v := strings.TrimSpace(l.getenv("HERMES_JWT_PUBLIC_KEY")); v != "" {
+		pem := []byte(v)
+		if !strings.HasPrefix(v, "-----BEGIN") {
+			b, err := os.ReadFile(v)
+			if err != nil {
+				l.fail("HERMES_JWT_PUBLIC_KEY", "neither PEM text nor a readable file: %v", err)
+				return j
+			}
+			pem = b
+		}
+		key, err := jwt.ParseRSAPublicKeyFromPEM(pem)
+		if err != nil {
+			l.fail("HERMES_JWT_PUBLIC_KEY", "not an RSA public key in PEM: %v", err)
+		} else {
+			j.PublicKey = key
+		}
+	}
+	if j.Enabled() || j.Issuer != "" || j.Audience != "" {
+		if !j.Enabled() {
+			l.fail("HERMES_JWT_SECRET", "JWT issuer/audience set without HERMES_JWT_SECRET or HERMES_JWT_PUBLIC_KEY")
+		}
+		if j.Issuer == "" {
+			l.fail("HERMES_JWT_ISSUER", "is required when JWTs are enabled")
+		}
+		if j.Audience == "" {
+			l.fail("HERMES_JWT_AUDIENCE", "is required when JWTs are enabled")
+		}
+	}
+	return j
+}
+
+// Getenv returns a getenv function over a fixed map, for tests and for
+// layering values over the process environment.
+func Getenv(m map[string]string, fallback func(string) string) func(string) string {
+	return func(k string) string {
+		if v, ok := m[k]; ok {
+			return v
+		}
+		if fallback != nil {
+			return fallback(k)
+		}
+		return ""
+	}
+}

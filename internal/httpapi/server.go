@@ -1,0 +1,203 @@
+// Package httpapi is Hermes's HTTP interface: the REST API for edit
+// sessions and the directory, health, metrics and the OpenAPI document. All
+// routes are listed in one place (routes); errors are RFC 9457 problems.
+package httpapi
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/lifecycle"
+	"github.com/webordinary/hermes/internal/metrics"
+)
+
+// Server serves Hermes's HTTP routes.
+type Server struct {
+	Store    hermes.Store
+	Sessions *lifecycle.Sessions
+	Auth     *Authenticator
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+	Clock    hermes.Clock
+	BasePath string // "" or "/hermes"
+	Version  string
+
+	ready   atomic.Bool
+	mux     *http.ServeMux
+	actions map[string]map[string]http.Handler // method → session action → handler
+}
+
+// SetReady marks the server ready (or not) for /health/ready; Hermes is not
+// ready before start-up ends and once shutdown begins.
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// Handler returns the server's handler with its middleware chain.
+func (s *Server) Handler() http.Handler {
+	s.mux = http.NewServeMux()
+	s.routes(s.mux)
+	return s.withBasePath(s.withRequestContext(s.withRecover(s.withMetrics(s.mux))))
+}
+
+// routes lists every route. Callers are named in the comments.
+func (s *Server) routes(mux *http.ServeMux) {
+	// Load balancers, container health checks, `hermes healthcheck`.
+	mux.HandleFunc("GET /health", s.handleHealth)
+	mux.HandleFunc("GET /health/live", s.handleLive)
+	mux.HandleFunc("GET /health/ready", s.handleReady)
+	// Prometheus.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn)}))
+	// API clients and tooling.
+	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
+
+	// Sessions: the reference contract (site front-ends, scripts).
+	// The mux cannot hold both /api/sessions/client/{clientId} and
+	// /api/sessions/{sessionId}/status (both match /api/sessions/client/status),
+	// so a session's sub-resources are dispatched by sessionActions; session
+	// ids never equal "client".
+	mux.Handle("POST /api/sessions/activate", s.authed(s.handleActivate))
+	mux.Handle("GET /api/sessions/client/{clientId}", s.authed(s.handleListSessions))
+	s.sessionActions(mux, map[string]apiFunc{
+		"GET /api/sessions/{sessionId}/status":      s.handleStatus,
+		"GET /api/sessions/{sessionId}/messages":    s.handleHistory,
+		"POST /api/sessions/{sessionId}/keepalive":  s.handleKeepalive,
+		"POST /api/sessions/{sessionId}/deactivate": s.handleDeactivate,
+	})
+
+	// Directory: operators and provisioning scripts (admin scope).
+	mux.Handle("POST /api/clients", s.admin(s.handleCreateClient))
+	mux.Handle("GET /api/clients", s.admin(s.handleListClients))
+	mux.Handle("GET /api/clients/{clientId}", s.admin(s.handleGetClient))
+	mux.Handle("PUT /api/clients/{clientId}", s.admin(s.handlePutClient))
+	mux.Handle("DELETE /api/clients/{clientId}", s.admin(s.handleDeleteClient))
+	mux.Handle("POST /api/clients/{clientId}/projects", s.admin(s.handleCreateProject))
+	mux.Handle("GET /api/clients/{clientId}/projects", s.admin(s.handleListProjects))
+	mux.Handle("GET /api/clients/{clientId}/projects/{projectId}", s.admin(s.handleGetProject))
+	mux.Handle("PUT /api/clients/{clientId}/projects/{projectId}", s.admin(s.handlePutProject))
+	mux.Handle("DELETE /api/clients/{clientId}/projects/{projectId}", s.admin(s.handleDeleteProject))
+	mux.Handle("POST /api/clients/{clientId}/users", s.admin(s.handleCreateUser))
+	mux.Handle("GET /api/clients/{clientId}/users", s.admin(s.handleListUsers))
+	mux.Handle("GET /api/clients/{clientId}/users/{userId}", s.admin(s.handleGetUser))
+	mux.Handle("PUT /api/clients/{clientId}/users/{userId}", s.admin(s.handlePutUser))
+	mux.Handle("DELETE /api/clients/{clientId}/users/{userId}", s.admin(s.handleDeleteUser))
+
+	// Everything else: a 404 or 405 problem.
+	mux.HandleFunc("/", s.handleUnmatched)
+}
+
+// apiFunc is a handler that returns its error; handle turns it into a
+// problem response.
+type apiFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) handle(fn apiFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			writeProblem(w, r, s.Log, err)
+		}
+	})
+}
+
+// authed requires an authenticated caller, available to fn through
+// principalFrom.
+func (s *Server) authed(fn apiFunc) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		p, err := s.Auth.Authenticate(r)
+		if err != nil {
+			return err
+		}
+		return fn(w, r.WithContext(withPrincipal(r.Context(), p)))
+	})
+}
+
+// admin requires a caller with the admin scope (403 otherwise).
+func (s *Server) admin(fn apiFunc) http.Handler {
+	return s.authed(func(w http.ResponseWriter, r *http.Request) error {
+		if !principalFrom(r.Context()).Admin() {
+			return hermes.Errorf(hermes.Forbidden, "this route needs the admin scope")
+		}
+		return fn(w, r)
+	})
+}
+
+// sessionActions registers "METHOD /api/sessions/{sessionId}/{action}" for
+// each method of routes, dispatching on the action and labelling metrics
+// with the route's own pattern.
+func (s *Server) sessionActions(mux *http.ServeMux, routes map[string]apiFunc) {
+	const prefix = "/api/sessions/{sessionId}/"
+	byMethod := map[string]map[string]http.Handler{}
+	s.actions = byMethod
+	for pattern, fn := range routes {
+		method, path, _ := strings.Cut(pattern, " ")
+		if byMethod[method] == nil {
+			byMethod[method] = map[string]http.Handler{}
+		}
+		byMethod[method][strings.TrimPrefix(path, prefix)] = s.authed(fn)
+	}
+	for method, actions := range byMethod {
+		mux.HandleFunc(method+" "+prefix+"{action}", func(w http.ResponseWriter, r *http.Request) {
+			action := r.PathValue("action")
+			h, ok := actions[action]
+			if !ok {
+				s.unmatched(w, r, func(m string) bool { _, ok := byMethod[m][action]; return ok })
+				return
+			}
+			setRoute(r, prefix+action)
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+var allowProbe = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
+
+// handleUnmatched answers 405 with Allow when the path exists under other
+// methods, else 404.
+func (s *Server) handleUnmatched(w http.ResponseWriter, r *http.Request) {
+	s.unmatched(w, r, func(m string) bool {
+		probe := r.Clone(context.Background())
+		probe.Method = m
+		_, pattern := s.mux.Handler(probe)
+		if strings.HasSuffix(pattern, "{action}") {
+			_, ok := s.actions[m][path.Base(r.URL.Path)]
+			return ok
+		}
+		return pattern != "/" && pattern != ""
+	})
+}
+
+// unmatched answers 405 listing the methods for which has reports a route,
+// or 404 when there is none.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, has func(method string) bool) {
+	var allow []string
+	for _, m := range allowProbe {
+		if has(m) {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		for _, m := range allow {
+			w.Header().Add("Allow", m)
+		}
+		writeProblem(w, r, s.Log, &httpError{status: http.StatusMethodNotAllowed, msg: "method " + r.Method + " is not allowed here"})
+		return
+	}
+	writeProblem(w, r, s.Log, &httpError{status: http.StatusNotFound, msg: "no route for " + r.URL.Path})
+}
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+// OpenAPI returns the OpenAPI document describing the routes.
+func OpenAPI() []byte { return openAPIDoc }
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(openAPIDoc)
+}

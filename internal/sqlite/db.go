@@ -1,0 +1,163 @@
+// Package sqlite is the embedded store of Hermes: hermes.Store on SQLite
+// through the pure-Go modernc.org/sqlite driver (no cgo, so the binary stays
+// static). The database runs in WAL mode, so several processes can share one
+// file; every transaction begins IMMEDIATE, so read-then-write transactions
+// from two processes serialise instead of failing with SQLITE_BUSY.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/webordinary/hermes"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is an open SQLite database with Hermes's schema.
+type DB struct {
+	db   *sql.DB
+	path string
+}
+
+// Open opens (creating when needed) the database file at path and brings its
+// schema up to date. Several DBs, in one process or several, may open the
+// same file.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, hermes.E("sqlite.Open", hermes.Unavailable, err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, hermes.E("sqlite.Open", hermes.Internal, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	d := &DB{db: db, path: path}
+	if err := d.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Path returns the database file's path.
+func (d *DB) Path() string { return d.path }
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Ping checks that the database answers a query.
+func (d *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := d.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return hermes.E("sqlite.Ping", hermes.Unavailable, err)
+	}
+	return nil
+}
+
+// migrate applies the embedded migrations that the database has not seen,
+// each in its own transaction, in version order. Two processes migrating at
+// once serialise on the IMMEDIATE transaction; the second finds the work done.
+func (d *DB) migrate(ctx context.Context) error {
+	if _, err := d.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
+		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return hermes.E("sqlite.migrate", hermes.Internal, err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		base := filepath.Base(name)
+		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return hermes.E("sqlite.migrate", hermes.Internal, fmt.Errorf("migration %s: name must start with a number", base))
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return hermes.E("sqlite.migrate", hermes.Internal, err)
+		}
+		err = d.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", version).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("migration %s: %w", base, err)
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+				version, base, time.Now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+		}
+	}
+	return nil
+}
+
+// tx runs fn in a transaction (IMMEDIATE, from the DSN), committing when fn
+// returns nil.
+func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// wrap gives a database error its kind: unique-key violations are
+// Conflict, a busy or locked database or a cancelled context Unavailable.
+// Errors that are already *hermes.Error keep their kind and gain the op.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var he *hermes.Error
+	if errors.As(err, &he) {
+		return &hermes.Error{Op: op, Kind: he.Kind, Err: err}
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch code := se.Code(); {
+		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return &hermes.Error{Op: op, Kind: hermes.Conflict, Message: "conflicts with existing data", Err: err}
+		case code&0xff == sqlite3.SQLITE_BUSY || code&0xff == sqlite3.SQLITE_LOCKED:
+			return hermes.E(op, hermes.Unavailable, err)
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return hermes.E(op, hermes.Unavailable, err)
+	}
+	return hermes.E(op, hermes.Internal, err)
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
