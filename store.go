@@ -10,7 +10,8 @@ import (
 // contract suite (internal/hermestest.StoreSuite), which is the executable
 // form of the comments below.
 //
-// Common rules: times are kept with millisecond precision in UTC; ids are
+// Common rules: stores keep times in UTC with millisecond precision (the
+// objects passed in get those normalised times); ids are
 // validated by callers before they reach a store; every method honours ctx;
 // a failure of the backend itself is Unavailable or Internal. Objects passed
 // in are not retained; objects returned are the caller's own copies.
@@ -72,7 +73,8 @@ type Directory interface {
 	CreateUser(ctx context.Context, u *User, now time.Time) error
 	// GetUser returns the user. NotFound if there is none.
 	GetUser(ctx context.Context, clientID, userID string) (*User, error)
-	// ListUsers returns the client's users ordered by id.
+	// ListUsers returns the client's users ordered by id (empty when the
+	// client has none or does not exist).
 	ListUsers(ctx context.Context, clientID string) ([]*User, error)
 	// UpdateUser replaces the user (keeping CreatedAt). NotFound if there is
 	// none; Conflict if an identity belongs to another user of the client.
@@ -81,7 +83,8 @@ type Directory interface {
 	// one of the user's sessions is live.
 	DeleteUser(ctx context.Context, clientID, userID string) error
 	// UserByIdentity returns the user of the client that owns an identity of
-	// the given kind. NotFound if none does.
+	// the given kind; email identities are matched in lowercase. NotFound if
+	// none does.
 	UserByIdentity(ctx context.Context, clientID, kind, identity string) (*User, error)
 }
 
@@ -94,9 +97,9 @@ type Sessions interface {
 
 	// CreateSession stores a new session of an existing thread together
 	// with the session's first history entries (e.g. the instruction that
-	// opened it), all or nothing. Version is set to 1. Conflict if the id
-	// exists or if the thread already has a live session: a thread never has
-	// two.
+	// opened it), all or nothing. Version is set to 1. NotFound if the
+	// thread does not exist; Conflict if the id exists or if the thread
+	// already has a live session: a thread never has two.
 	CreateSession(ctx context.Context, s *Session, history ...*HistoryEntry) error
 	// GetSession returns the session. NotFound if there is none.
 	GetSession(ctx context.Context, id string) (*Session, error)

@@ -167,19 +167,29 @@ func ensureAdminKey(path string) (key config.APIKey, created bool, err error) {
 	case !errors.Is(err, os.ErrNotExist):
 		return key, false, err
 	}
+	// Write a temporary file, then link it into place: the link fails if
+	// another process made the key first, and nobody ever reads a half-written
+	// key.
 	k := "hk_" + hermes.NewToken() + hermes.NewToken()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".admin-api-key-*")
 	if err != nil {
-		if errors.Is(err, os.ErrExist) { // another process made it first
+		return key, false, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(k + "\n"); err != nil {
+		tmp.Close()
+		return key, false, err
+	}
+	if err := tmp.Close(); err != nil { // CreateTemp made it 0600
+		return key, false, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
 			return ensureAdminKey(path)
 		}
 		return key, false, err
 	}
-	if _, err := f.WriteString(k + "\n"); err != nil {
-		f.Close()
-		return key, false, err
-	}
-	return apiKey(k), true, f.Close()
+	return apiKey(k), true, nil
 }
 
 func apiKey(k string) config.APIKey {

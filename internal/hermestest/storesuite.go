@@ -2340,7 +2340,7 @@ func diffValue(out *[]string, path string, got, want reflect.Value) {
 		case !g.Equal(w):
 			add("got %s, want %s", g.Format(time.RFC3339Nano), w.Format(time.RFC3339Nano))
 		case g.Location() != time.UTC:
-			add("got %s in %s, want it in UTC", g.Format(time.RFC3339Nano), g.Location())
+			add("got %s (zone %q), want the same instant in UTC", g.Format(time.RFC3339Nano), g.Location())
 		}
 		return
 	}

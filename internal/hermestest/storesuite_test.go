@@ -533,7 +533,7 @@ func (h *refHandle) UpdateSession(ctx context.Context, id string, fn func(*herme
 			return nil, err
 		}
 		stored := db.sessions[id]
-		if false {
+		if stored.Version != cur.Version {
 			unlock()
 			continue
 		}

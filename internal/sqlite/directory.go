@@ -85,7 +85,7 @@ func mustAffect(res sql.Result, notFound string) error {
 // --- clients ---
 
 func (d *DB) CreateClient(ctx context.Context, c *hermes.Client, now time.Time) error {
-	c.CreatedAt, c.UpdatedAt = now, now
+	c.CreatedAt, c.UpdatedAt = norm(now), norm(now)
 	data, err := json.Marshal(c)
 	if err != nil {
 		return wrap("sqlite.CreateClient", err)
@@ -122,7 +122,7 @@ func (d *DB) UpdateClient(ctx context.Context, c *hermes.Client, now time.Time) 
 		if err := getJSON(ctx, tx, &old, "client "+quote(c.ID)+" not found", "SELECT data FROM clients WHERE id = ?", c.ID); err != nil {
 			return err
 		}
-		c.CreatedAt, c.UpdatedAt = old.CreatedAt, now
+		c.CreatedAt, c.UpdatedAt = old.CreatedAt, norm(now)
 		data, err := json.Marshal(c)
 		if err != nil {
 			return err
@@ -150,7 +150,7 @@ func (d *DB) DeleteClient(ctx context.Context, id string) error {
 // --- projects ---
 
 func (d *DB) CreateProject(ctx context.Context, p *hermes.Project, now time.Time) error {
-	p.CreatedAt, p.UpdatedAt = now, now
+	p.CreatedAt, p.UpdatedAt = norm(now), norm(now)
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		if err := requireClient(ctx, tx, p.ClientID); err != nil {
 			return err
@@ -219,7 +219,7 @@ func (d *DB) UpdateProject(ctx context.Context, p *hermes.Project, now time.Time
 			"SELECT data FROM projects WHERE client_id = ? AND id = ?", p.ClientID, p.ID); err != nil {
 			return err
 		}
-		p.CreatedAt, p.UpdatedAt = old.CreatedAt, now
+		p.CreatedAt, p.UpdatedAt = old.CreatedAt, norm(now)
 		data, err := json.Marshal(p)
 		if err != nil {
 			return err
@@ -267,7 +267,7 @@ func (d *DB) ProjectByAddress(ctx context.Context, kind, address string) (*herme
 // --- users ---
 
 func (d *DB) CreateUser(ctx context.Context, u *hermes.User, now time.Time) error {
-	u.CreatedAt, u.UpdatedAt = now, now
+	u.CreatedAt, u.UpdatedAt = norm(now), norm(now)
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		if err := requireClient(ctx, tx, u.ClientID); err != nil {
 			return err
@@ -337,7 +337,7 @@ func (d *DB) UpdateUser(ctx context.Context, u *hermes.User, now time.Time) erro
 			"SELECT data FROM users WHERE client_id = ? AND id = ?", u.ClientID, u.ID); err != nil {
 			return err
 		}
-		u.CreatedAt, u.UpdatedAt = old.CreatedAt, now
+		u.CreatedAt, u.UpdatedAt = old.CreatedAt, norm(now)
 		data, err := json.Marshal(u)
 		if err != nil {
 			return err

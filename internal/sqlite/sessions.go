@@ -16,6 +16,7 @@ import (
 // --- threads ---
 
 func (d *DB) CreateThread(ctx context.Context, t *hermes.Thread) error {
+	t.CreatedAt, t.UpdatedAt = norm(t.CreatedAt), norm(t.UpdatedAt)
 	data, err := json.Marshal(t)
 	if err != nil {
 		return wrap("sqlite.CreateThread", err)
@@ -40,6 +41,7 @@ func (d *DB) GetThread(ctx context.Context, id string) (*hermes.Thread, error) {
 
 func (d *DB) CreateSession(ctx context.Context, s *hermes.Session, history ...*hermes.HistoryEntry) error {
 	s.Version = 1
+	normSession(s)
 	data, err := json.Marshal(s)
 	if err != nil {
 		return wrap("sqlite.CreateSession", err)
@@ -136,6 +138,7 @@ func (d *DB) UpdateSession(ctx context.Context, id string, fn func(*hermes.Sessi
 			return err
 		}
 		s.ID, s.Version = id, old+1
+		normSession(s)
 		data, err := json.Marshal(s)
 		if err != nil {
 			return err
@@ -282,6 +285,7 @@ func (d *DB) AppendHistory(ctx context.Context, entries ...*hermes.HistoryEntry)
 
 func appendHistory(ctx context.Context, tx *sql.Tx, entries []*hermes.HistoryEntry) error {
 	for _, e := range entries {
+		e.CreatedAt = norm(e.CreatedAt)
 		if ok, err := exists(ctx, tx, "SELECT 1 FROM sessions WHERE id = ?", e.SessionID); err != nil || !ok {
 			if err == nil {
 				err = hermes.Errorf(hermes.NotFound, "session %q not found", e.SessionID)
