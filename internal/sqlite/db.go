@@ -33,6 +33,7 @@ var migrations embed.FS
 type DB struct {
 	db   *sql.DB
 	path string
+	wake wakeups // long-polling receivers in this process
 }
 
 // Open opens (creating when needed) the database file at path and brings its
