@@ -58,7 +58,7 @@ func (e *Error) Error() string {
 		s = e.Op + ": "
 	}
 	switch {
-	case e.Message != "" && e.Err != nil:
+	case e.Message != "" && e.Err != nil && e.Message != e.Err.Error():
 		return s + e.Message + ": " + e.Err.Error()
 	case e.Message != "":
 		return s + e.Message

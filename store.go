@@ -42,8 +42,9 @@ type Directory interface {
 	// UpdateClient replaces the client's fields (keeping CreatedAt, setting
 	// UpdatedAt to now). NotFound if there is none.
 	UpdateClient(ctx context.Context, c *Client, now time.Time) error
-	// DeleteClient removes the client with its projects and users.
-	// NotFound if there is none; Conflict while any of its sessions is live.
+	// DeleteClient removes the client with its projects, users, threads and
+	// (ended) sessions with their history. NotFound if there is none;
+	// Conflict while any of its sessions is live.
 	DeleteClient(ctx context.Context, id string) error
 
 	// CreateProject stores a new project of an existing client. NotFound if

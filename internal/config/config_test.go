@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 func TestValues(t *testing.T) {
 	c, err := load(t, map[string]string{
 		"PORT": "8080", "BASE_PATH": "/hermes", "NODE_ENV": "production", "SESSION_TTL": "90s",
-		"HERMES_API_KEYS": "0123456789abcdef=admin, fedcba9876543210=client:amelia",
+		"HERMES_API_KEYS":  "0123456789abcdef=admin, fedcba9876543210=client:amelia",
 		"HERMES_SMTP_ADDR": "off", "SMTP_URL": "smtps://u:p@mail.example.com:465", "HERMES_MAILER": "smtp",
 	})
 	if err != nil {

@@ -27,8 +27,8 @@ func TestCreateClientTree(t *testing.T) {
 			{"id": "web", "repoUrl": "https://github.com/acme/web.git", "emailAddresses": []string{"Edit@Acme.Example.COM"},
 				"smsNumbers": []string{"+15550100009"}, "slackChannels": []string{"C0999"}},
 			{"id": "shop", "repoUrl": "file:///srv/shop.git", "defaultBranch": "trunk", "busyPolicy": "queue", "acknowledge": false,
-				"agent": map[string]any{"kind": "command", "command": []string{"./agent.sh", "--fast"}},
-				"build": map[string]any{"command": []string{"npm", "run", "build"}, "outputDir": "dist"},
+				"agent":              map[string]any{"kind": "command", "command": []string{"./agent.sh", "--fast"}},
+				"build":              map[string]any{"command": []string{"npm", "run", "build"}, "outputDir": "dist"},
 				"previewUrlTemplate": "https://{user}.acme.example.com/{thread}/"},
 		},
 		"users": []map[string]any{
@@ -209,7 +209,7 @@ func TestDirectoryCRUD(t *testing.T) {
 		}},
 		{name: "get unknown project", method: "GET", path: "/api/clients/amelia/projects/blog", status: http.StatusNotFound},
 		{name: "create project", method: "POST", path: "/api/clients/amelia/projects",
-			body: map[string]any{"id": "blog", "repoUrl": "/srv/blog.git", "emailAddresses": []string{"Blog@Amelia.example.com"}},
+			body:   map[string]any{"id": "blog", "repoUrl": "/srv/blog.git", "emailAddresses": []string{"Blog@Amelia.example.com"}},
 			status: http.StatusCreated, check: func(t *testing.T, r *response) {
 				var p hermes.Project
 				r.JSON(t, &p)

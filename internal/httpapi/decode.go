@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/webordinary/hermes"
 )
@@ -30,16 +32,20 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 			return &httpError{status: http.StatusUnsupportedMediaType, msg: "Content-Type must be application/json"}
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return jsonError(err)
+	}
+	// encoding/json would quietly turn invalid bytes into U+FFFD: refuse them.
+	if !utf8.Valid(body) {
+		return hermes.Errorf(hermes.Invalid, "the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return jsonError(err)
-		}
 		return hermes.Errorf(hermes.Invalid, "the body must hold a single JSON object")
 	}
 	return nil

@@ -43,7 +43,7 @@ func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 func (s *Server) Handler() http.Handler {
 	s.mux = http.NewServeMux()
 	s.routes(s.mux)
-	return s.withBasePath(s.withRequestContext(s.withRecover(s.withMetrics(s.mux))))
+	return s.withRequestContext(s.withBasePath(s.withRecover(s.withMetrics(s.mux))))
 }
 
 // routes lists every route. Callers are named in the comments.
@@ -145,7 +145,7 @@ func (s *Server) sessionActions(mux *http.ServeMux, routes map[string]apiFunc) {
 			action := r.PathValue("action")
 			h, ok := actions[action]
 			if !ok {
-				s.unmatched(w, r, func(m string) bool { _, ok := byMethod[m][action]; return ok })
+				s.handleUnmatched(w, r) // other methods of this action, or of a route such as GET /api/sessions/client/{clientId}
 				return
 			}
 			setRoute(r, prefix+action)

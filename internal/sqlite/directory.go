@@ -141,8 +141,19 @@ func (d *DB) DeleteClient(ctx context.Context, id string) error {
 		if err := noLiveSessions(ctx, tx, "client "+quote(id), "client_id = ?", id); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, "DELETE FROM clients WHERE id = ?", id)
-		return err
+		// A deleted tenant leaves nothing behind: its ended sessions, their
+		// history and its threads go too.
+		for _, q := range []string{
+			"DELETE FROM history WHERE session_id IN (SELECT id FROM sessions WHERE client_id = ?)",
+			"DELETE FROM sessions WHERE client_id = ?",
+			"DELETE FROM threads WHERE client_id = ?",
+			"DELETE FROM clients WHERE id = ?",
+		} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return wrap("sqlite.DeleteClient", err)
 }

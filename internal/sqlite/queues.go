@@ -425,4 +425,3 @@ func (d *DB) Redrive(ctx context.Context, deadLetter, queue string, max int) (in
 	}
 	return n, nil
 }
-
