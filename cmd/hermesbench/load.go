@@ -33,6 +33,7 @@ type loadResult struct {
 	Mean        time.Duration
 	ServerCPU   time.Duration // CPU time the server used in the measured window
 	DriverCPU   time.Duration // CPU time the driver used in the measured window
+	OtherCPU    time.Duration // CPU time anything else on the machine used then
 	ServerBytes int64         // response body bytes of one request
 }
 
@@ -75,12 +76,13 @@ func runLoad(ctx context.Context, url string, header http.Header, pid int, cfg l
 		errs.Add(1)
 		firstErr.CompareAndSwap(nil, &msg)
 	}
-	var cpu0Server, cpu0Driver time.Duration
+	var cpu0Server, cpu0Driver, cpu0Machine time.Duration
 	var windowOnce sync.Once
 	markWindow := func() {
 		windowOnce.Do(func() {
 			cpu0Server, _ = cpuTime(pid)
 			cpu0Driver, _ = cpuTime(selfPID)
+			cpu0Machine, _ = machineCPU()
 		})
 	}
 	go func() { // take the CPU reading when the window opens
@@ -138,6 +140,7 @@ func runLoad(ctx context.Context, url string, header http.Header, pid int, cfg l
 	markWindow() // in case the window never opened (a failed run)
 	cpu1Server, serr := cpuTime(pid)
 	cpu1Driver, _ := cpuTime(selfPID)
+	cpu1Machine, _ := machineCPU()
 
 	var r loadResult
 	r.Errors = int(errs.Load())
@@ -151,6 +154,7 @@ func runLoad(ctx context.Context, url string, header http.Header, pid int, cfg l
 		return r, fmt.Errorf("reading the server's CPU time: %w", serr)
 	}
 	r.ServerCPU, r.DriverCPU = cpu1Server-cpu0Server, cpu1Driver-cpu0Driver
+	r.OtherCPU = max(0, cpu1Machine-cpu0Machine-r.ServerCPU-r.DriverCPU)
 	r.ServerBytes = bodyBytes.Load()
 	var last time.Time
 	all := make([]time.Duration, 0, perWorker*cfg.Concurrency/4)

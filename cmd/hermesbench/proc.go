@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -39,23 +38,14 @@ var (
 )
 
 // startChild execs path with args and exactly env (nothing is inherited).
-// The first line of standard output, when firstLine is not nil, is sent to
-// it; everything else is counted and dropped.
-func startChild(name, path string, args, env []string, firstLine chan<- string) (*child, error) {
+// Its standard output is counted and dropped.
+func startChild(name, path string, args, env []string) (*child, error) {
 	c := &child{name: name, done: make(chan struct{}), stdout: &countWriter{}, stderr: &tailBuffer{max: 16 << 10}}
 	c.cmd = exec.Command(path, args...)
 	c.cmd.Env = env
+	c.cmd.Stdout = c.stdout // through a pipe that exec's goroutine reads
 	c.cmd.Stderr = c.stderr
 	c.cmd.SysProcAttr = sysProcAttr() // dies with the driver where the OS allows
-	var pipe io.ReadCloser
-	if firstLine != nil {
-		var err error
-		if pipe, err = c.cmd.StdoutPipe(); err != nil {
-			return nil, err
-		}
-	} else {
-		c.cmd.Stdout = c.stdout
-	}
 	childrenMu.Lock()
 	defer childrenMu.Unlock()
 	c.started = time.Now()
@@ -63,18 +53,7 @@ func startChild(name, path string, args, env []string, firstLine chan<- string) 
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	children[c] = true
-	var copied sync.WaitGroup
-	if pipe != nil {
-		copied.Go(func() {
-			br := bufio.NewReader(pipe)
-			line, _ := br.ReadString('\n')
-			c.stdout.Write([]byte(line))
-			firstLine <- strings.TrimSpace(line)
-			_, _ = io.Copy(c.stdout, br)
-		})
-	}
 	go func() {
-		copied.Wait() // Wait closes the pipe: read it to the end first
 		c.waitErr = c.cmd.Wait()
 		childrenMu.Lock()
 		delete(children, c)
@@ -298,4 +277,32 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
+}
+
+// machineCPU returns the busy CPU time of the whole machine so far
+// (everything in /proc/stat's cpu line but idle and iowait).
+func machineCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("unexpected /proc/stat format")
+	}
+	var busy int64
+	for i, s := range f[1:] {
+		if i >= 8 { // guest times are already in user and nice
+			break
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / clockTick, nil
 }

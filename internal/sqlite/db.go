@@ -34,6 +34,9 @@ type DB struct {
 	db   *sql.DB
 	path string
 	wake wakeups // long-polling receivers in this process
+
+	// Statements of the hottest paths, parsed once rather than per call.
+	getSession *sql.Stmt
 }
 
 // Open opens (creating when needed) the database file at path and brings its
@@ -61,6 +64,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	if d.getSession, err = db.PrepareContext(ctx, "SELECT data, version FROM sessions WHERE id = ?"); err != nil {
+		db.Close()
+		return nil, hermes.E("sqlite.Open", hermes.Internal, err)
+	}
 	return d, nil
 }
 
@@ -68,7 +75,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 func (d *DB) Path() string { return d.path }
 
 // Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	d.getSession.Close()
+	return d.db.Close()
+}
 
 // Ping checks that the database answers a query.
 func (d *DB) Ping(ctx context.Context) error {

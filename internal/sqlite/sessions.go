@@ -82,7 +82,7 @@ func (d *DB) CreateSession(ctx context.Context, s *hermes.Session, history ...*h
 }
 
 func (d *DB) GetSession(ctx context.Context, id string) (*hermes.Session, error) {
-	s, err := getSession(ctx, d.db, "SELECT data, version FROM sessions WHERE id = ?", id)
+	s, err := getSession(ctx, stmtRower{d.getSession}, "", id)
 	if err != nil {
 		return nil, wrap("sqlite.GetSession", err)
 	}
@@ -102,6 +102,14 @@ func (d *DB) LiveSessionForThread(ctx context.Context, threadID string) (*hermes
 
 type queryRower interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
+// stmtRower runs a prepared statement where a queryRower is expected; the
+// query text is ignored.
+type stmtRower struct{ *sql.Stmt }
+
+func (s stmtRower) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return s.Stmt.QueryRowContext(ctx, args...)
 }
 
 func getSession(ctx context.Context, q queryRower, query string, arg string) (*hermes.Session, error) {
