@@ -16,6 +16,10 @@
 //		})
 //	}
 //
+// QueueSuite does the same for hermes.Queues (run with a QueueOpener); as
+// queues are about time and an SQS adapter cannot take a fake clock, it runs
+// on the real clock with short visibility timeouts and waits.
+//
 // This package is imported by tests only: nothing in cmd/ or in an adapter's
 // non-test code may import it.
 package hermestest

@@ -257,6 +257,15 @@ func (d *DB) receiveOnce(ctx context.Context, queue string, max int, visibility 
 		if _, err := tx.ExecContext(ctx, "DELETE FROM queue_messages WHERE queue = ? AND sent_at < ?", queue, ms(now.Add(-o.Retention))); err != nil {
 			return err
 		}
+		if o.DeadLetter != "" {
+			// A dead-letter queue deleted after this queue named it: messages
+			// stay here and are delivered, as SQS does when a redrive fails.
+			if ok, err := exists(ctx, tx, "SELECT 1 FROM queues WHERE name = ?", o.DeadLetter); err != nil {
+				return err
+			} else if !ok {
+				o.DeadLetter = ""
+			}
+		}
 		for range 10 { // bounded: each round either fills the batch or moves messages away
 			rows, err := tx.QueryContext(ctx, `SELECT id, body, attrs, sent_at, receive_count FROM queue_messages
 				WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, sent_at, id LIMIT ?`, queue, ms(now), max-len(out))
