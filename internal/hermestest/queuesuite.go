@@ -591,7 +591,7 @@ func (x *qsuite) testEachOnce(t *testing.T) {
 				ds, err := e.q.Receive(e.ctx, q, hermes.MaxReceiveBatch, time.Second, qLong)
 				if err != nil {
 					mu.Lock()
-					errs = append(errs, fmt.Errorf("Receive: %w", err))
+					errs = append(errs, fmt.Errorf("receive: %w", err))
 					mu.Unlock()
 					return
 				}
@@ -607,7 +607,7 @@ func (x *qsuite) testEachOnce(t *testing.T) {
 						errs = append(errs, fmt.Errorf("message %s has Body %q, want %q", d.ID, d.Body, body))
 					}
 					if err != nil {
-						errs = append(errs, fmt.Errorf("Delete: %w", err))
+						errs = append(errs, fmt.Errorf("delete: %w", err))
 					}
 					mu.Unlock()
 				}
