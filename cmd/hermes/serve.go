@@ -116,6 +116,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var wg sync.WaitGroup
 	wg.Go(func() { reaper.Run(logctx.With(loops, slog.String("loop", "reaper"))) })
 
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return fmt.Errorf("HERMES_PPROF_ADDR: %w", err)
+		}
+		defer stopPprof()
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	api.SetReady(true)

@@ -41,6 +41,10 @@ type Config struct {
 	APIKeys []APIKey // HERMES_API_KEYS
 	JWT     JWTConfig
 
+	// PprofAddr, when set, serves net/http/pprof on this loopback address
+	// (HERMES_PPROF_ADDR) for profiling; never on the API port.
+	PprofAddr string
+
 	ProjectsFile string // HERMES_PROJECTS_FILE
 	SMTPAddr     string // HERMES_SMTP_ADDR; "" when off
 
@@ -168,6 +172,12 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.Host != "" && net.ParseIP(c.Host) == nil && c.Host != "localhost" {
 		l.fail("HERMES_HOST", "%q is not an IP address or localhost", c.Host)
+	}
+	if c.PprofAddr = l.str("HERMES_PPROF_ADDR", ""); c.PprofAddr != "" {
+		host, port, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || !validPort(port) || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			l.fail("HERMES_PPROF_ADDR", "%q must be a loopback host:port such as 127.0.0.1:6060", c.PprofAddr)
+		}
 	}
 	if c.DataDir == "" {
 		l.fail("HERMES_DATA_DIR", "must not be empty")
