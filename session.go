@@ -51,6 +51,10 @@ type Thread struct {
 	UserID    string    `json:"userId"`
 	Channel   string    `json:"channel"` // the channel that opened it: api, email, sms, chat
 	Subject   string    `json:"subject,omitempty"`
+	// Token is the thread's short conversation token (8 lowercase base32
+	// characters), shown in replies so that a reply on any channel finds
+	// the thread again.
+	Token string `json:"token,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }

@@ -18,6 +18,9 @@ import (
 type Store interface {
 	Directory
 	Sessions
+	Intake
+	Outbox
+	Containers
 
 	// Ping checks that the backend answers; it backs /health.
 	Ping(ctx context.Context) error
@@ -95,6 +98,25 @@ type Sessions interface {
 	CreateThread(ctx context.Context, t *Thread) error
 	// GetThread returns the thread. NotFound if there is none.
 	GetThread(ctx context.Context, id string) (*Thread, error)
+	// ThreadByToken returns the thread with the conversation token. NotFound
+	// if none has it. Tokens are unique: CreateThread fails with Conflict on
+	// a token another thread holds.
+	ThreadByToken(ctx context.Context, token string) (*Thread, error)
+	// AddThreadRefs records references to an existing thread — email
+	// Message-IDs ("<id>" forms are the caller's business) or chat thread
+	// keys — so that later messages naming them find it. A reference
+	// already recorded for any thread is left as it is (the first thread
+	// keeps it). NotFound if the thread does not exist.
+	AddThreadRefs(ctx context.Context, threadID string, refs ...string) error
+	// ThreadByRef returns the thread a reference was recorded for. NotFound
+	// if none.
+	ThreadByRef(ctx context.Context, ref string) (*Thread, error)
+	// LatestThread returns the user's most recently updated thread on the
+	// project. NotFound if the user has none there.
+	LatestThread(ctx context.Context, clientID, projectID, userID string) (*Thread, error)
+	// TouchThread sets the thread's UpdatedAt to now (a message arrived on
+	// it). NotFound if it does not exist.
+	TouchThread(ctx context.Context, id string, now time.Time) error
 
 	// CreateSession stores a new session of an existing thread together
 	// with the session's first history entries (e.g. the instruction that
@@ -134,4 +156,58 @@ type Sessions interface {
 	// ListHistory returns the session's history, oldest first (by CreatedAt,
 	// then id). Empty for an unknown session.
 	ListHistory(ctx context.Context, sessionID string) ([]*HistoryEntry, error)
+}
+
+// Intake remembers which channel messages have been seen, so that a
+// redelivery is acknowledged and not routed again, and a message being
+// routed when its handler crashed is routed again rather than lost.
+type Intake interface {
+	// ClaimMessage claims a channel message (channel + id) for routing
+	// until now+lease. It returns DedupNew when the caller now owns it (first
+	// sight, or an earlier claim expired without completing), DedupInProgress
+	// while another claim holds it, and DedupDone once CompleteMessage
+	// recorded it.
+	ClaimMessage(ctx context.Context, channel, id string, now time.Time, lease time.Duration) (DedupState, error)
+	// CompleteMessage records that the message was routed (or deliberately
+	// dropped): later claims answer DedupDone. Idempotent.
+	CompleteMessage(ctx context.Context, channel, id string, now time.Time) error
+	// ReleaseMessage gives up a claim so that a redelivery is routed at
+	// once (routing failed in a way a retry may fix). Idempotent.
+	ReleaseMessage(ctx context.Context, channel, id string) error
+}
+
+// Outbox holds every outbound reply until it is delivered.
+type Outbox interface {
+	// EnqueueOutbox stores new items (status pending, due at their
+	// NextAttemptAt). Unique by id: enqueueing an id again is a no-op, so a
+	// retried step never sends twice.
+	EnqueueOutbox(ctx context.Context, items ...*OutboxItem) error
+	// GetOutbox returns one item. NotFound if there is none.
+	GetOutbox(ctx context.Context, id string) (*OutboxItem, error)
+	// ListOutbox returns items newest first, filtered by status when given
+	// (all when empty), at most limit (1–1000), from an opaque cursor as in
+	// ListSessions. Invalid for a cursor this store did not issue.
+	ListOutbox(ctx context.Context, status OutboxStatus, limit int, cursor string) (page []*OutboxItem, next string, err error)
+	// ClaimOutbox hands out up to limit pending items that are due at now
+	// and not claimed by another sender, claiming each until now+lease.
+	// Oldest due first.
+	ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
+	// FinishOutbox records an attempt: status sent (SentAt = now), failed
+	// (no more attempts), or pending again with the next attempt at retryAt.
+	// Attempts grows by one; lastError is kept. NotFound if there is none.
+	FinishOutbox(ctx context.Context, id string, status OutboxStatus, now, retryAt time.Time, lastError string) error
+}
+
+// Containers holds what Hermes knows of edit containers.
+type Containers interface {
+	// EnsureContainer stores c when no container with its id exists and
+	// returns the stored container either way (Version set).
+	EnsureContainer(ctx context.Context, c *Container) (*Container, error)
+	// GetContainer returns the container. NotFound if there is none.
+	GetContainer(ctx context.Context, id string) (*Container, error)
+	// ListContainers returns every container ordered by id.
+	ListContainers(ctx context.Context) ([]*Container, error)
+	// UpdateContainer is the compare-and-set update of a container, with
+	// the rules of UpdateSession. NotFound if there is none.
+	UpdateContainer(ctx context.Context, id string, fn func(*Container) error) (*Container, error)
 }

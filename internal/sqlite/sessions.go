@@ -21,10 +21,14 @@ func (d *DB) CreateThread(ctx context.Context, t *hermes.Thread) error {
 	if err != nil {
 		return wrap("sqlite.CreateThread", err)
 	}
-	_, err = d.db.ExecContext(ctx, "INSERT INTO threads (id, client_id, project_id, user_id, data) VALUES (?, ?, ?, ?, ?)",
-		t.ID, t.ClientID, t.ProjectID, t.UserID, string(data))
+	var token any
+	if t.Token != "" {
+		token = t.Token
+	}
+	_, err = d.db.ExecContext(ctx, "INSERT INTO threads (id, client_id, project_id, user_id, data, token, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		t.ID, t.ClientID, t.ProjectID, t.UserID, string(data), token, ms(t.UpdatedAt))
 	if hermes.IsKind(wrap("", err), hermes.Conflict) {
-		return &hermes.Error{Op: "sqlite.CreateThread", Kind: hermes.Conflict, Message: "thread " + quote(t.ID) + " already exists", Err: err}
+		return &hermes.Error{Op: "sqlite.CreateThread", Kind: hermes.Conflict, Message: "thread " + quote(t.ID) + " or its token already exists", Err: err}
 	}
 	return wrap("sqlite.CreateThread", err)
 }

@@ -1,0 +1,158 @@
+package hermes
+
+import "time"
+
+// Message is an inbound message from any channel, normalised: every channel
+// adapter turns its wire format into one and hands it to the router.
+type Message struct {
+	Channel string // ChannelEmail, ChannelSMS, ChannelChat or ChannelAPI
+	// ChannelID is the channel's own id of the message (SES message id or
+	// Message-ID, Twilio MessageSid, Slack event id, API message id): the
+	// key that makes redeliveries harmless.
+	ChannelID string
+	// From is the sender's identity on the channel: an email address
+	// (lowercase), an E.164 number or a chat user id. Adapters only pass
+	// senders whose identity the channel verified (SES verdicts, Twilio and
+	// Slack signatures); the router still checks membership.
+	From string
+	// To is the address the message was sent to: a project's email address,
+	// SMS number or chat channel. Empty for the API channel.
+	To string
+	// ClientID, ProjectID and UserID are set by the API channel, whose
+	// caller is authenticated; other channels leave them for the router.
+	ClientID, ProjectID, UserID string
+	Subject                     string
+	Text                        string // the instruction: new text only
+	Thread                      ThreadHints
+	ReceivedAt                  time.Time
+}
+
+// ThreadHints are what a message says about its conversation (SPEC §4).
+type ThreadHints struct {
+	ThreadID   string   // an explicit thread (API), or one a Hermes Message-ID named
+	MessageID  string   // email: the message's own Message-ID
+	InReplyTo  []string // email
+	References []string // email, oldest first
+	Token      string   // a conversation token found in the subject or text
+	ChatThread string   // chat: the platform's thread key (Slack thread_ts, else ts)
+	NewThread  bool     // SMS: the sender asked for a new conversation
+}
+
+// Job is an instruction for an edit container, sent as JSON on its input
+// queue. The schema is versioned (JobVersion) and documented in docs/jobs.md.
+type Job struct {
+	Version     int          `json:"version"`
+	ID          string       `json:"jobId"`
+	Type        string       `json:"type"` // JobInstruction, JobPlan, JobExecute, JobControl
+	SessionID   string       `json:"sessionId"`
+	ThreadID    string       `json:"threadId"`
+	Branch      string       `json:"branch"`
+	ClientID    string       `json:"clientId"`
+	ProjectID   string       `json:"projectId"`
+	UserID      string       `json:"userId"`
+	Instruction string       `json:"instruction,omitempty"`
+	Reply       ReplyContext `json:"reply"`
+	// Plan approval (SPEC §7): a plan job proposes without changing
+	// anything; an execute job carries the approved plan.
+	ApprovalID string    `json:"approvalId,omitempty"`
+	Plan       string    `json:"plan,omitempty"`
+	Control    string    `json:"control,omitempty"` // control jobs: "deactivate"
+	CreatedAt  time.Time `json:"createdAt"`
+}
+
+// JobVersion is the version of the job schema this build writes.
+const JobVersion = 1
+
+// Job types.
+const (
+	JobInstruction = "instruction"
+	JobPlan        = "plan"
+	JobExecute     = "execute"
+	JobControl     = "control"
+)
+
+// ReplyContext is where and how the result of a job is answered.
+type ReplyContext struct {
+	Channel    string   `json:"channel"`
+	To         string   `json:"to,omitempty"`   // the user's address on the channel
+	From       string   `json:"from,omitempty"` // the project's address the message came to
+	Subject    string   `json:"subject,omitempty"`
+	MessageID  string   `json:"messageId,omitempty"` // the inbound message, for In-Reply-To
+	References []string `json:"references,omitempty"`
+	ChatThread string   `json:"chatThread,omitempty"`
+	Token      string   `json:"token,omitempty"`
+}
+
+// OutboxStatus is the delivery state of an outbound message.
+type OutboxStatus string
+
+const (
+	OutboxPending OutboxStatus = "pending"
+	OutboxSent    OutboxStatus = "sent"
+	OutboxFailed  OutboxStatus = "failed" // gave up after the last attempt
+)
+
+// OutboxItem is one reply waiting for, or done with, delivery. Every reply
+// goes through the outbox, so a crash never loses or repeats one.
+type OutboxItem struct {
+	ID            string            `json:"id"`
+	Channel       string            `json:"channel"`
+	To            string            `json:"to"`
+	From          string            `json:"from,omitempty"`
+	Subject       string            `json:"subject,omitempty"`
+	Text          string            `json:"text"`
+	HTML          string            `json:"html,omitempty"`
+	Kind          string            `json:"kind"` // ack, result, plan, error, interrupted, busy
+	Status        OutboxStatus      `json:"status"`
+	Attempts      int               `json:"attempts"`
+	LastError     string            `json:"lastError,omitempty"`
+	NextAttemptAt time.Time         `json:"nextAttemptAt"`
+	ThreadID      string            `json:"threadId"`
+	SessionID     string            `json:"sessionId,omitempty"`
+	CreatedAt     time.Time         `json:"createdAt"`
+	SentAt        *time.Time        `json:"sentAt,omitempty"`
+	Headers       map[string]string `json:"headers,omitempty"` // email: Message-ID, In-Reply-To, References
+	Raw           []byte            `json:"-"`                 // email: the composed message, sent byte for byte on every attempt
+}
+
+// Container is what Hermes knows of one user's edit container on a project.
+type Container struct {
+	ID            string          `json:"containerId"`
+	ClientID      string          `json:"clientId"`
+	ProjectID     string          `json:"projectId"`
+	UserID        string          `json:"userId"`
+	Status        ContainerStatus `json:"status"`
+	Detail        string          `json:"detail,omitempty"` // busy/idle, or why it failed
+	Queues        QueueSet        `json:"queues"`
+	LastHeartbeat *time.Time      `json:"lastHeartbeat"`
+	CreatedAt     time.Time       `json:"createdAt"`
+	UpdatedAt     time.Time       `json:"updatedAt"`
+	Version       int64           `json:"-"`
+}
+
+// QueueSet names a container's three queues.
+type QueueSet struct {
+	Input  string `json:"input"`
+	Output string `json:"output"`
+	DLQ    string `json:"dlq"`
+}
+
+// QueueSetFor returns the queue names of a container under prefix
+// ("webordinary-" by default): {prefix}input-{id}, {prefix}output-{id},
+// {prefix}dlq-{id}.
+func QueueSetFor(prefix, containerID string) QueueSet {
+	return QueueSet{
+		Input:  prefix + "input-" + containerID,
+		Output: prefix + "output-" + containerID,
+		DLQ:    prefix + "dlq-" + containerID,
+	}
+}
+
+// DedupState is how far a channel message has got.
+type DedupState string
+
+const (
+	DedupNew        DedupState = "new"         // first sight: the caller now owns it
+	DedupInProgress DedupState = "in-progress" // another worker holds it: retry later
+	DedupDone       DedupState = "done"        // routed before: acknowledge, don't route
+)
