@@ -45,16 +45,16 @@ const (
 // thread or an API session. Its id is used everywhere: routing, session, the
 // git branch thread-{id}, acknowledgements and replies.
 type Thread struct {
-	ID        string    `json:"threadId"`
-	ClientID  string    `json:"clientId"`
-	ProjectID string    `json:"projectId"`
-	UserID    string    `json:"userId"`
-	Channel   string    `json:"channel"` // the channel that opened it: api, email, sms, chat
-	Subject   string    `json:"subject,omitempty"`
+	ID        string `json:"threadId"`
+	ClientID  string `json:"clientId"`
+	ProjectID string `json:"projectId"`
+	UserID    string `json:"userId"`
+	Channel   string `json:"channel"` // the channel that opened it: api, email, sms, chat
+	Subject   string `json:"subject,omitempty"`
 	// Token is the thread's short conversation token (8 lowercase base32
 	// characters), shown in replies so that a reply on any channel finds
 	// the thread again.
-	Token string `json:"token,omitempty"`
+	Token     string    `json:"token,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
