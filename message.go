@@ -109,6 +109,7 @@ type OutboxItem struct {
 	NextAttemptAt time.Time         `json:"nextAttemptAt"`
 	ThreadID      string            `json:"threadId"`
 	SessionID     string            `json:"sessionId,omitempty"`
+	ClientID      string            `json:"clientId"`
 	CreatedAt     time.Time         `json:"createdAt"`
 	SentAt        *time.Time        `json:"sentAt,omitempty"`
 	Headers       map[string]string `json:"headers,omitempty"` // email: Message-ID, In-Reply-To, References

@@ -12,13 +12,17 @@ import (
 
 // This file is the only place that switches on backend names.
 
-// openStore opens the configured store.
-func openStore(ctx context.Context, cfg config.Config) (hermes.Store, error) {
-	switch cfg.Store {
-	case "sqlite":
-		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, "hermes.db"))
+// openBackends opens the configured store and queues. The embedded
+// defaults share one SQLite database.
+func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.Queues, error) {
+	if cfg.Store != "sqlite" {
+		return nil, nil, fmt.Errorf("HERMES_STORE=%s: this build has no %s adapter yet; use sqlite", cfg.Store, cfg.Store)
 	}
-	return nil, fmt.Errorf("HERMES_STORE=%s: this build has no %s adapter yet; use sqlite", cfg.Store, cfg.Store)
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "hermes.db"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	return db, db, nil // HERMES_QUEUE=sqlite: checkBackends allows nothing else yet
 }
 
 // checkBackends refuses backends this build cannot run yet, so that a

@@ -22,6 +22,7 @@ import (
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/logctx"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/router"
 )
 
 // adminKeyFile is where serve keeps the generated admin key when no
@@ -50,9 +51,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	clock := hermes.Clock(time.Now)
 
-	store, err := openStore(ctx, cfg)
+	store, queues, err := openBackends(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
@@ -91,8 +92,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reaper := lifecycle.NewReaper(sessions, cfg.ReaperInterval)
 	sessions.Kick = reaper.Kick
 
+	rt := &router.Router{
+		Store: store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
+		QueuePrefix: router.DefaultQueuePrefix, PendingCap: router.DefaultPendingCap,
+		Metrics: router.Metrics{
+			Routed:  func(ch string) { m.MessagesRouted.WithLabelValues(ch).Inc() },
+			Dropped: func(ch, reason string) { m.MessagesDropped.WithLabelValues(ch, reason).Inc() },
+			Dupes:   func(ch string) { m.MessagesDuplicate.WithLabelValues(ch).Inc() },
+		},
+	}
 	api := &httpapi.Server{
-		Store: store, Sessions: sessions, Metrics: m, Log: log, Clock: clock,
+		Store: store, Sessions: sessions, Router: rt, Queues: queues, Metrics: m, Log: log, Clock: clock,
 		Auth:     httpapi.NewAuthenticator(keys, cfg.JWT, time.Now),
 		BasePath: cfg.BasePath, Version: version(),
 	}

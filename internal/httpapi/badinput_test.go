@@ -19,6 +19,7 @@ import (
 	"github.com/webordinary/hermes/internal/httpapi"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/router"
 	"github.com/webordinary/hermes/internal/sqlite"
 )
 
@@ -103,7 +104,7 @@ func TestBadInput(t *testing.T) {
 		{name: "wrong method on a client", method: "POST", path: "/api/clients/amelia", body: `{}`, status: 405, allow: []string{"GET", "PUT", "DELETE"}},
 		{name: "PUT on session status", method: "PUT", path: sess + "/status", body: `{}`, status: 405, allow: []string{"GET"}},
 		{name: "GET on keepalive", method: "GET", path: sess + "/keepalive", status: 405, allow: []string{"POST"}},
-		{name: "DELETE on messages", method: "DELETE", path: sess + "/messages", status: 405, allow: []string{"GET"}},
+		{name: "DELETE on messages", method: "DELETE", path: sess + "/messages", status: 405, allow: []string{"GET", "POST"}},
 		{name: "POST on a client's session list", method: "POST", path: "/api/sessions/client/amelia", body: `{}`, status: 405, allow: []string{"GET"}},
 		{name: "wrong method on health", method: "POST", path: "/health", status: 405, allow: []string{"GET"}},
 	}
@@ -236,10 +237,10 @@ func TestPanicBecomes500(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := metrics.New(db, log)
 	store := &panickyStore{DB: db}
-	store.panicking.Store(true)
 	sessions := &lifecycle.Sessions{Store: store, Clock: clock.Now, TTL: 30 * time.Minute, PublicBase: "http://hermes.test", Log: log}
+	rt := &router.Router{Store: store, Queues: db, Sessions: sessions, Clock: clock.Now, Log: log}
 	srv := &httpapi.Server{
-		Store: store, Sessions: sessions, Metrics: m, Log: log, Clock: clock.Now, Version: "test",
+		Store: store, Sessions: sessions, Router: rt, Queues: db, Metrics: m, Log: log, Clock: clock.Now, Version: "test",
 		Auth: httpapi.NewAuthenticator([]config.APIKey{key(adminKey, "admin"), key(ameliaKey, "client:amelia")}, config.JWTConfig{}, clock.Now),
 	}
 	srv.SetReady(true)
@@ -248,7 +249,8 @@ func TestPanicBecomes500(t *testing.T) {
 	seedDirectory(t, db, clock.Now())
 	a := &testAPI{URL: hs.URL, Store: db, Clock: clock, Sessions: sessions, Server: srv, Metrics: m}
 
-	id := a.activate(t, ameliaKey) // Activate does not read sessions back
+	id := a.activate(t, ameliaKey)
+	store.panicking.Store(true)
 	wantMetric(t, a, "hermes_http_panics_total", 0)
 	for i, path := range []string{"/status", "/keepalive"} {
 		method := "GET"
@@ -267,8 +269,8 @@ func TestPanicBecomes500(t *testing.T) {
 	}
 	// The server goes on serving.
 	a.do(t, request{Method: "GET", Path: "/health", Key: ameliaKey}).want(t, http.StatusOK)
-	a.activate(t, ameliaKey)
 	store.panicking.Store(false)
+	a.activate(t, ameliaKey)
 	if st := a.status(t, id); st.Status != "initializing" {
 		t.Errorf("status %q", st.Status)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/logctx"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/router"
 	"github.com/webordinary/hermes/internal/sqlite"
 )
 
@@ -55,8 +56,9 @@ func newBenchAPI(b *testing.B, level slog.Level) (srv *httpapi.Server, h http.Ha
 		Store: db, Clock: clock.Now, TTL: 30 * time.Minute, PublicBase: "http://hermes.test", Log: log,
 		Hooks: lifecycle.Hooks{Created: m.SessionsCreated.Inc, Expired: func(r string) { m.SessionsExpired.WithLabelValues(r).Inc() }},
 	}
+	rt := &router.Router{Store: db, Queues: db, Sessions: sessions, Clock: clock.Now, Log: log}
 	srv = &httpapi.Server{
-		Store: db, Sessions: sessions, Metrics: m, Log: log, Clock: clock.Now, Version: "bench",
+		Store: db, Sessions: sessions, Router: rt, Queues: db, Metrics: m, Log: log, Clock: clock.Now, Version: "bench",
 		Auth: httpapi.NewAuthenticator([]config.APIKey{
 			key(adminKey, "admin"), key(ameliaKey, "client:amelia"), key(otherKey, "client:other"),
 		}, config.JWTConfig{}, clock.Now),

@@ -20,6 +20,7 @@ import (
 	"github.com/webordinary/hermes/internal/httpapi"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/router"
 	"github.com/webordinary/hermes/internal/sqlite"
 )
 
@@ -40,6 +41,7 @@ type testAPI struct {
 	Clock    *hermestest.Clock
 	Sessions *lifecycle.Sessions
 	Server   *httpapi.Server
+	Router   *router.Router
 	Metrics  *metrics.Metrics
 }
 
@@ -86,8 +88,9 @@ func newTestAPI(t *testing.T, opts ...apiOption) *testAPI {
 		Store: db, Clock: clock.Now, TTL: setup.ttl, PublicBase: "http://hermes.test" + setup.basePath, Log: log,
 		Hooks: lifecycle.Hooks{Created: m.SessionsCreated.Inc, Expired: func(r string) { m.SessionsExpired.WithLabelValues(r).Inc() }},
 	}
+	rt := &router.Router{Store: db, Queues: db, Sessions: sessions, Clock: clock.Now, Log: log, PendingCap: router.DefaultPendingCap}
 	srv := &httpapi.Server{
-		Store: db, Sessions: sessions, Metrics: m, Log: log, Clock: clock.Now, BasePath: setup.basePath, Version: "test",
+		Store: db, Sessions: sessions, Router: rt, Queues: db, Metrics: m, Log: log, Clock: clock.Now, BasePath: setup.basePath, Version: "test",
 		Auth: httpapi.NewAuthenticator([]config.APIKey{
 			key(adminKey, "admin"), key(ameliaKey, "client:amelia"), key(otherKey, "client:other"),
 		}, setup.jwt, clock.Now),
@@ -95,7 +98,7 @@ func newTestAPI(t *testing.T, opts ...apiOption) *testAPI {
 	srv.SetReady(true)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	a := &testAPI{URL: hs.URL + setup.basePath, Store: db, Clock: clock, Sessions: sessions, Server: srv, Metrics: m}
+	a := &testAPI{URL: hs.URL + setup.basePath, Store: db, Clock: clock, Sessions: sessions, Server: srv, Router: rt, Metrics: m}
 	seedDirectory(t, db, clock.Now())
 	return a
 }

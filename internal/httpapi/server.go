@@ -17,12 +17,15 @@ import (
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/router"
 )
 
 // Server serves Hermes's HTTP routes.
 type Server struct {
 	Store    hermes.Store
 	Sessions *lifecycle.Sessions
+	Router   *router.Router
+	Queues   hermes.Queues
 	Auth     *Authenticator
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
@@ -69,7 +72,13 @@ func (s *Server) routes(mux *http.ServeMux) {
 		"GET /api/sessions/{sessionId}/messages":    s.handleHistory,
 		"POST /api/sessions/{sessionId}/keepalive":  s.handleKeepalive,
 		"POST /api/sessions/{sessionId}/deactivate": s.handleDeactivate,
+		"POST /api/sessions/{sessionId}/messages":   s.handleSessionMessage,
 	})
+	// The API channel: chat front-ends, scripts (admin or the client's scope).
+	mux.Handle("POST /api/messages", s.authed(s.handleMessage))
+	// Introspection: operators and dashboards.
+	mux.Handle("GET /api/outbox", s.authed(s.handleOutbox))
+	mux.Handle("GET /api/containers", s.authed(s.handleContainers))
 
 	// Directory: operators and provisioning scripts (admin scope).
 	mux.Handle("POST /api/clients", s.admin(s.handleCreateClient))

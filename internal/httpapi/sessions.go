@@ -10,6 +10,7 @@ import (
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/lifecycle"
+	"github.com/webordinary/hermes/internal/router"
 )
 
 // activateRequest is the body of POST /api/sessions/activate.
@@ -54,9 +55,18 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) error {
 	if !principalFrom(r.Context()).CanSeeClient(req.ClientID) {
 		return hermes.Errorf(hermes.NotFound, "client %q not found", req.ClientID)
 	}
-	sess, err := s.Sessions.Activate(r.Context(), lifecycle.ActivateRequest{
-		ClientID: req.ClientID, ProjectID: req.ProjectID, UserID: req.UserID, Instruction: req.Instruction,
+	out, err := s.Router.Route(r.Context(), &hermes.Message{
+		Channel: hermes.ChannelAPI, ChannelID: "activate-" + hermes.NewToken(),
+		ClientID: req.ClientID, ProjectID: req.ProjectID, UserID: req.UserID, Text: req.Instruction,
+		Thread: hermes.ThreadHints{NewThread: true},
 	})
+	if err != nil {
+		return err
+	}
+	if out.Status == router.Busy {
+		return errBusy
+	}
+	sess, err := s.Store.GetSession(r.Context(), out.SessionID)
 	if err != nil {
 		return err
 	}
@@ -160,10 +170,16 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	cs := hermes.ContainerStopped
+	if c, err := s.Store.GetContainer(r.Context(), sess.ContainerID); err == nil {
+		cs = c.Status
+	} else if !hermes.IsKind(err, hermes.NotFound) {
+		return err
+	}
 	writeJSON(w, http.StatusOK, statusResponse{
 		SessionID: sess.ID, Status: sess.Status, Reason: sess.Reason, ThreadID: sess.ThreadID,
 		ClientID: sess.ClientID, ProjectID: sess.ProjectID, UserID: sess.UserID,
-		ContainerID: sess.ContainerID, ContainerStatus: hermes.ContainerStopped, // no runner is configured yet
+		ContainerID: sess.ContainerID, ContainerStatus: cs,
 		CreatedAt: sess.CreatedAt, LastActivity: sess.LastActivity, ExpiresAt: sess.ExpiresAt,
 		PreviewURL: sess.PreviewURL, LastResult: sess.LastResult,
 	})

@@ -626,7 +626,7 @@ func TestSessionMessages(t *testing.T) {
 		t.Fatal("empty history")
 	}
 	first := h[0]
-	if first.Direction != "in" || first.Kind != "instruction" || first.Delivery != "pending" ||
+	if first.Direction != "in" || first.Kind != "instruction" || first.Delivery != "queued" ||
 		first.Text != "make the header blue" || first.SessionID != id || first.ID == "" || !first.CreatedAt.Equal(testStart) {
 		t.Errorf("first history entry %+v", first)
 	}

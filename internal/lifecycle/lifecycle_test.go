@@ -94,12 +94,28 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) activate(t *testing.T) *hermes.Session {
 	t.Helper()
-	s, err := f.sessions.Activate(context.Background(), lifecycle.ActivateRequest{
-		ClientID: "amelia", UserID: "scott", Instruction: "make the header blue"})
+	return openSession(t, f.sessions, f.store)
+}
+
+// openSession opens a session for amelia/site/scott on a new thread.
+func openSession(t *testing.T, s *lifecycle.Sessions, store hermes.Store) *hermes.Session {
+	t.Helper()
+	ctx := context.Background()
+	now := s.Clock.Now()
+	th := &hermes.Thread{ID: hermes.NewToken(), ClientID: "amelia", ProjectID: "site", UserID: "scott", Channel: hermes.ChannelAPI,
+		Token: hermes.NewToken()[:8], CreatedAt: now, UpdatedAt: now}
+	if err := store.CreateThread(ctx, th); err != nil {
+		t.Fatal(err)
+	}
+	p, err := store.GetProject(ctx, "amelia", "site")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	sess, created, err := s.ForThread(ctx, th, p, "scott")
+	if err != nil || !created {
+		t.Fatalf("ForThread: %v (created %v)", err, created)
+	}
+	return sess
 }
 
 func (f *fixture) get(t *testing.T, id string) *hermes.Session {
@@ -111,47 +127,76 @@ func (f *fixture) get(t *testing.T, id string) *hermes.Session {
 	return s
 }
 
-func TestActivate(t *testing.T) {
+func TestForThread(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	s := f.activate(t)
 	if s.Status != hermes.SessionInitializing || s.ProjectID != "site" || s.ContainerID != "amelia_site_scott" ||
-		!s.ExpiresAt.Equal(start.Add(ttl)) || !s.CreatedAt.Equal(start) {
+		!s.ExpiresAt.Equal(start.Add(ttl)) || !s.CreatedAt.Equal(start) || s.PreviewURL == "" {
 		t.Errorf("session %+v", s)
 	}
 	if got := f.get(t, s.ID); got.ThreadID != s.ThreadID || got.Version != 1 {
 		t.Errorf("stored %+v", got)
 	}
-	h, err := f.store.ListHistory(context.Background(), s.ID)
-	if err != nil || len(h) != 1 || h[0].Kind != hermes.KindInstruction || h[0].Delivery != hermes.DeliveryPending {
-		t.Errorf("history %+v, %v", h, err)
-	}
 	if f.created.Load() != 1 {
 		t.Errorf("Created hook called %d times", f.created.Load())
 	}
+	ctx := context.Background()
+	th, _ := f.store.GetThread(ctx, s.ThreadID)
+	p, _ := f.store.GetProject(ctx, "amelia", "site")
 
-	cases := []struct {
-		name string
-		req  lifecycle.ActivateRequest
-		kind hermes.Kind
-	}{
-		{"unknown client", lifecycle.ActivateRequest{ClientID: "nobody", UserID: "scott", Instruction: "x"}, hermes.NotFound},
-		{"unknown project", lifecycle.ActivateRequest{ClientID: "amelia", ProjectID: "blog", UserID: "scott", Instruction: "x"}, hermes.Unprocessable},
-		{"unknown user", lifecycle.ActivateRequest{ClientID: "amelia", UserID: "jo", Instruction: "x"}, hermes.Unprocessable},
-		{"blank instruction", lifecycle.ActivateRequest{ClientID: "amelia", UserID: "scott", Instruction: " \n"}, hermes.Invalid},
-		{"NUL in instruction", lifecycle.ActivateRequest{ClientID: "amelia", UserID: "scott", Instruction: "a\x00b"}, hermes.Invalid},
-		{"invalid UTF-8", lifecycle.ActivateRequest{ClientID: "amelia", UserID: "scott", Instruction: "a\xffb"}, hermes.Invalid},
+	// A later message renews the same session.
+	f.clock.Advance(time.Minute)
+	again, created, err := f.sessions.ForThread(ctx, th, p, "scott")
+	if err != nil || created || again.ID != s.ID || !again.ExpiresAt.Equal(start.Add(time.Minute+ttl)) {
+		t.Fatalf("renew: %+v created=%v err=%v", again, created, err)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := f.sessions.Activate(context.Background(), tc.req)
-			if !hermes.IsKind(err, tc.kind) {
-				t.Errorf("err %v (kind %v), want %v", err, hermes.ErrorKind(err), tc.kind)
+	// After the lease passed, the old session is expired and a new one opens.
+	f.clock.Advance(ttl)
+	fresh, created, err := f.sessions.ForThread(ctx, th, p, "scott")
+	if err != nil || !created || fresh.ID == s.ID {
+		t.Fatalf("after lease: %+v created=%v err=%v", fresh, created, err)
+	}
+	if old := f.get(t, s.ID); old.Status != hermes.SessionExpired || old.Reason != hermes.ReasonLease {
+		t.Errorf("old session %+v", old)
+	}
+	// A deactivated (draining) session is ended by the next message.
+	if _, err := f.sessions.Deactivate(ctx, fresh.ID); err != nil {
+		t.Fatal(err)
+	}
+	third, created, err := f.sessions.ForThread(ctx, th, p, "scott")
+	if err != nil || !created || third.ID == fresh.ID {
+		t.Fatalf("after deactivate: %+v created=%v err=%v", third, created, err)
+	}
+	if old := f.get(t, fresh.ID); old.Status != hermes.SessionExpired || old.Reason != hermes.ReasonDeactivated {
+		t.Errorf("deactivated session %+v", old)
+	}
+
+	// Concurrent messages of one thread share one new session.
+	th2 := &hermes.Thread{ID: hermes.NewToken(), ClientID: "amelia", ProjectID: "site", UserID: "scott", CreatedAt: start, UpdatedAt: start}
+	if err := f.store.CreateThread(ctx, th2); err != nil {
+		t.Fatal(err)
+	}
+	ids := make(chan string, 10)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			s, _, err := f.sessions.ForThread(ctx, th2, p, "scott")
+			if err != nil {
+				t.Error(err)
+				return
 			}
+			ids <- s.ID
 		})
 	}
-	if n, _ := f.store.CountSessions(context.Background(), hermes.SessionStatuses...); n != 1 {
-		t.Errorf("%d sessions stored, want 1", n)
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		seen[id] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("concurrent ForThread opened %d sessions, want 1", len(seen))
 	}
 }
 
@@ -324,10 +369,7 @@ func TestConcurrentReapersOnOneStore(t *testing.T) {
 		if i%2 == 1 {
 			p = procB
 		}
-		s, err := p.Activate(ctx, lifecycle.ActivateRequest{ClientID: "amelia", UserID: "scott", Instruction: "x"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openSession(t, p, dbA)
 		ids = append(ids, s.ID)
 	}
 	clock.Advance(ttl)

@@ -39,93 +39,71 @@ type Sessions struct {
 	Kick func()
 }
 
-// ActivateRequest opens a session for a user on a project with a first
-// instruction.
-type ActivateRequest struct {
-	ClientID    string
-	ProjectID   string // may be empty when the client has exactly one project
-	UserID      string
-	Instruction string
-	Channel     string // defaults to api
-}
-
-// Activate validates the request against the directory, then creates the
-// thread and its session (status initializing, lease now+TTL) with the
-// instruction recorded as the first inbound history entry, pending delivery
-// to the container. NotFound for an unknown client; Unprocessable for a
-// project or user the client does not have; Invalid for a bad instruction.
-func (s *Sessions) Activate(ctx context.Context, req ActivateRequest) (*hermes.Session, error) {
-	const op = "lifecycle.Activate"
-	if err := ValidInstruction(req.Instruction); err != nil {
-		return nil, err
-	}
-	if _, err := s.Store.GetClient(ctx, req.ClientID); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	project, err := s.resolveProject(ctx, req.ClientID, req.ProjectID)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.Store.GetUser(ctx, req.ClientID, req.UserID); err != nil {
-		if hermes.IsKind(err, hermes.NotFound) {
-			return nil, hermes.Errorf(hermes.Unprocessable, "client %q has no user %q", req.ClientID, req.UserID)
-		}
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	channel := req.Channel
-	if channel == "" {
-		channel = hermes.ChannelAPI
-	}
+// ForThread returns the thread's live session with its lease renewed, or
+// opens a new one (status initializing, lease now+TTL) when the thread has
+// none. A session that was deactivated (draining) or whose lease passed is
+// ended first: a new message starts a new session on the same thread. The
+// bool reports whether the session is new. Safe against concurrent calls
+// for one thread: the store keeps one live session per thread, and the
+// loser of a race uses the winner's session.
+func (s *Sessions) ForThread(ctx context.Context, t *hermes.Thread, p *hermes.Project, userID string) (*hermes.Session, bool, error) {
 	now := s.Clock.Now()
-	thread := &hermes.Thread{
-		ID: hermes.NewToken(), ClientID: req.ClientID, ProjectID: project.ID, UserID: req.UserID,
-		Channel: channel, Subject: subjectOf(req.Instruction), CreatedAt: now, UpdatedAt: now,
+	for range 3 {
+		live, err := s.Store.LiveSessionForThread(ctx, t.ID)
+		if err == nil {
+			reason := ""
+			renewed, uerr := s.Store.UpdateSession(ctx, live.ID, func(x *hermes.Session) error {
+				reason = ""
+				switch {
+				case !x.Status.Live():
+					return errGone
+				case x.Status == hermes.SessionDraining:
+					reason = hermes.ReasonDeactivated
+					return x.Expire(now, reason)
+				case x.LeaseExpired(now):
+					reason = hermes.ReasonLease
+					return x.Expire(now, reason)
+				}
+				x.LastActivity, x.ExpiresAt = now, now.Add(s.TTL)
+				return nil
+			})
+			switch {
+			case errors.Is(uerr, errGone):
+				continue
+			case uerr != nil:
+				return nil, false, fmt.Errorf("lifecycle.ForThread: %w", uerr)
+			case reason == "":
+				return renewed, false, nil
+			}
+			s.expired(ctx, renewed, reason)
+		} else if !hermes.IsKind(err, hermes.NotFound) {
+			return nil, false, fmt.Errorf("lifecycle.ForThread: %w", err)
+		}
+		sess := &hermes.Session{
+			ID: hermes.NewToken(), ThreadID: t.ID, ClientID: p.ClientID, ProjectID: p.ID, UserID: userID,
+			ContainerID: hermes.ContainerID(p.ClientID, p.ID, userID),
+			Status:      hermes.SessionInitializing, CreatedAt: now, LastActivity: now, ExpiresAt: now.Add(s.TTL),
+		}
+		sess.PreviewURL = hermes.PreviewURL(p, s.PublicBase, t.ID, sess.ID, userID)
+		err = s.Store.CreateSession(ctx, sess)
+		if err == nil {
+			if s.Hooks.Created != nil {
+				s.Hooks.Created()
+			}
+			s.log(ctx).InfoContext(logctx.With(ctx, slog.String("session_id", sess.ID), slog.String("thread_id", t.ID),
+				slog.String("container_id", sess.ContainerID)), "session created", "client_id", sess.ClientID, "project_id", sess.ProjectID, "user_id", sess.UserID)
+			return sess, true, nil
+		}
+		if !hermes.IsKind(err, hermes.Conflict) {
+			return nil, false, fmt.Errorf("lifecycle.ForThread: %w", err)
+		}
+		// Another message of the thread opened a session first: use it.
 	}
-	if err := s.Store.CreateThread(ctx, thread); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	sess := &hermes.Session{
-		ID: hermes.NewToken(), ThreadID: thread.ID, ClientID: req.ClientID, ProjectID: project.ID, UserID: req.UserID,
-		ContainerID: hermes.ContainerID(req.ClientID, project.ID, req.UserID),
-		Status:      hermes.SessionInitializing, CreatedAt: now, LastActivity: now, ExpiresAt: now.Add(s.TTL),
-	}
-	sess.PreviewURL = hermes.PreviewURL(project, s.PublicBase, thread.ID, sess.ID, req.UserID)
-	first := &hermes.HistoryEntry{
-		ID: hermes.NewSortableID(now), SessionID: sess.ID, ThreadID: thread.ID,
-		Direction: hermes.DirectionIn, Kind: hermes.KindInstruction, Channel: channel,
-		Text: req.Instruction, Delivery: hermes.DeliveryPending, CreatedAt: now,
-	}
-	if err := s.Store.CreateSession(ctx, sess, first); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	if s.Hooks.Created != nil {
-		s.Hooks.Created()
-	}
-	s.log(ctx).InfoContext(logctx.With(ctx, slog.String("session_id", sess.ID), slog.String("thread_id", thread.ID),
-		slog.String("container_id", sess.ContainerID)), "session created", "client_id", sess.ClientID, "project_id", sess.ProjectID, "user_id", sess.UserID)
-	return sess, nil
+	return nil, false, hermes.Errorf(hermes.Unavailable, "the session of thread %s keeps changing; retry", t.ID)
 }
 
-func (s *Sessions) resolveProject(ctx context.Context, clientID, projectID string) (*hermes.Project, error) {
-	if projectID != "" {
-		p, err := s.Store.GetProject(ctx, clientID, projectID)
-		if hermes.IsKind(err, hermes.NotFound) {
-			return nil, hermes.Errorf(hermes.Unprocessable, "client %q has no project %q", clientID, projectID)
-		}
-		return p, err
-	}
-	ps, err := s.Store.ListProjects(ctx, clientID)
-	if err != nil {
-		return nil, err
-	}
-	switch len(ps) {
-	case 1:
-		return ps[0], nil
-	case 0:
-		return nil, hermes.Errorf(hermes.Unprocessable, "client %q has no projects", clientID)
-	}
-	return nil, hermes.Errorf(hermes.Unprocessable, "projectId is required: client %q has %d projects", clientID, len(ps))
-}
+// errGone: the session ended between reading and updating it.
+var errGone = errors.New("session ended meanwhile")
 
 // ValidInstruction checks an instruction: non-blank UTF-8 text within
 // MaxInstructionBytes. Invalid otherwise.
@@ -139,20 +117,6 @@ func ValidInstruction(text string) error {
 		return hermes.Errorf(hermes.Invalid, "instruction must be UTF-8 text without NUL bytes")
 	}
 	return nil
-}
-
-// subjectOf makes a one-line thread subject from an instruction.
-func subjectOf(text string) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
-	line = strings.TrimSpace(line)
-	if len(line) > 80 {
-		cut := 77
-		for cut > 0 && !utf8.RuneStart(line[cut]) {
-			cut--
-		}
-		line = line[:cut] + "..."
-	}
-	return line
 }
 
 // Keepalive renews the session's lease to now+TTL. Conflict when the

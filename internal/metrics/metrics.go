@@ -23,6 +23,11 @@ type Metrics struct {
 	SessionsCreated prometheus.Counter
 	SessionsExpired *prometheus.CounterVec // reason
 	Panics          prometheus.Counter
+
+	MessagesRouted    *prometheus.CounterVec // channel
+	MessagesDropped   *prometheus.CounterVec // channel, reason
+	MessagesDuplicate *prometheus.CounterVec // channel
+	MessagesRejected  *prometheus.CounterVec // channel, reason: bad signatures, broken input
 }
 
 // New registers Hermes's metrics, the Go runtime and process collectors, and
@@ -53,8 +58,25 @@ func New(store hermes.Sessions, log *slog.Logger) *Metrics {
 			Name: "hermes_http_panics_total",
 			Help: "Panics recovered while serving HTTP requests.",
 		}),
+		MessagesRouted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hermes_messages_routed_total",
+			Help: "Inbound messages queued as jobs, by channel.",
+		}, []string{"channel"}),
+		MessagesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hermes_messages_dropped_total",
+			Help: "Inbound messages not executed, by channel and reason (unknown-sender, unknown-recipient, auto, empty, verdict).",
+		}, []string{"channel", "reason"}),
+		MessagesDuplicate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hermes_messages_duplicate_total",
+			Help: "Redelivered inbound messages acknowledged without routing again, by channel.",
+		}, []string{"channel"}),
+		MessagesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hermes_messages_rejected_total",
+			Help: "Inbound requests refused before routing (bad signature, malformed input), by channel and reason.",
+		}, []string{"channel", "reason"}),
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.SessionsCreated, m.SessionsExpired, m.Panics,
+		m.MessagesRouted, m.MessagesDropped, m.MessagesDuplicate, m.MessagesRejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&activeSessions{store: store, log: log,
 			desc: prometheus.NewDesc("hermes_active_sessions",
