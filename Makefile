@@ -4,7 +4,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X main.buildVersion=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test e2e cover lint fmt bench tidy clean
+.PHONY: all build run test test-quick e2e cover lint fmt bench tidy clean
 
 all: lint test build
 
@@ -16,8 +16,13 @@ build:
 run:
 	$(GO) run ./cmd/hermes serve
 
-## test: every test, with the race detector
+## test: every test, with the race detector, with the services some tests
+## need (mailpit; installed pinned on first use) started and stopped around it
 test:
+	bash -c '. .ci/services.sh && HERMES_TEST_REQUIRE_EMULATORS=1 $(GO) test -race -count=1 ./...'
+
+## test-quick: the tests without starting services (those needing one skip)
+test-quick:
 	$(GO) test -race -count=1 ./...
 
 ## e2e: the end-to-end tests only (the real serve command, the built binary)
