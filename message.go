@@ -77,8 +77,8 @@ type ReplyContext struct {
 	To         string   `json:"to,omitempty"`   // the user's address on the channel
 	From       string   `json:"from,omitempty"` // the project's address the message came to
 	Subject    string   `json:"subject,omitempty"`
-	MessageID  string   `json:"messageId,omitempty"` // the inbound message, for In-Reply-To
-	References []string `json:"references,omitempty"`
+	MessageID  string   `json:"messageId,omitempty"`  // the inbound message, for In-Reply-To
+	References []string `json:"references,omitempty"` // the inbound message's References`
 	ChatThread string   `json:"chatThread,omitempty"`
 	Token      string   `json:"token,omitempty"`
 }

@@ -71,6 +71,10 @@ func StoreSuite(t *testing.T, o StoreOpener) {
 		{"History", x.testHistory},
 		{"RoundTrip", x.testRoundTrip},
 		{"Copies", x.testCopies},
+		{"ThreadLookup", x.testThreadLookup}, // storesuite_intake.go
+		{"Intake", x.testIntake},
+		{"Outbox", x.testOutbox},
+		{"Containers", x.testContainers},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -45,6 +45,18 @@ type refDB struct {
 	threads  map[string]*hermes.Thread
 	sessions map[string]*hermes.Session
 	history  map[string]*hermes.HistoryEntry
+
+	refs       map[string]string // thread reference → thread id
+	intake     map[[2]string]*refClaim
+	outbox     map[string]*hermes.OutboxItem
+	claimed    map[string]time.Time // outbox id → end of its claim
+	containers map[string]*hermes.Container
+}
+
+// refClaim is the intake record of one channel message.
+type refClaim struct {
+	until time.Time // the claim holds while now is before until
+	done  bool
 }
 
 func newRefDB() *refDB {
@@ -55,6 +67,12 @@ func newRefDB() *refDB {
 		threads:  map[string]*hermes.Thread{},
 		sessions: map[string]*hermes.Session{},
 		history:  map[string]*hermes.HistoryEntry{},
+
+		refs:       map[string]string{},
+		intake:     map[[2]string]*refClaim{},
+		outbox:     map[string]*hermes.OutboxItem{},
+		claimed:    map[string]time.Time{},
+		containers: map[string]*hermes.Container{},
 	}
 }
 
@@ -186,6 +204,26 @@ func (h *refHandle) DeleteClient(ctx context.Context, id string) error {
 	for k := range db.users {
 		if k[0] == id {
 			delete(db.users, k)
+		}
+	}
+	for tid, t := range db.threads {
+		if t.ClientID == id {
+			delete(db.threads, tid)
+		}
+	}
+	for r, tid := range db.refs {
+		if db.threads[tid] == nil {
+			delete(db.refs, r)
+		}
+	}
+	for sid, s := range db.sessions {
+		if s.ClientID == id {
+			delete(db.sessions, sid)
+		}
+	}
+	for hid, e := range db.history {
+		if db.sessions[e.SessionID] == nil {
+			delete(db.history, hid)
 		}
 	}
 	return nil
@@ -452,6 +490,9 @@ func (h *refHandle) CreateThread(ctx context.Context, t *hermes.Thread) error {
 	if db.threads[t.ID] != nil {
 		return hermes.Errorf(hermes.Conflict, "thread exists")
 	}
+	if t.Token != "" && db.threadByToken(t.Token) != nil {
+		return hermes.Errorf(hermes.Conflict, "token taken")
+	}
 	db.threads[t.ID] = refThread(t)
 	return nil
 }
@@ -671,4 +712,334 @@ func (h *refHandle) ListHistory(ctx context.Context, sessionID string) ([]*herme
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// ---------------------------------------------------------------------------
+// Thread lookups
+
+func (db *refDB) threadByToken(token string) *hermes.Thread {
+	for _, t := range db.threads {
+		if t.Token == token {
+			return t
+		}
+	}
+	return nil
+}
+
+func (h *refHandle) ThreadByToken(ctx context.Context, token string) (*hermes.Thread, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if t := db.threadByToken(token); t != nil && token != "" {
+		return cloneThread(t), nil
+	}
+	return nil, hermes.Errorf(hermes.NotFound, "no thread")
+}
+
+func (h *refHandle) AddThreadRefs(ctx context.Context, threadID string, refs ...string) error {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if db.threads[threadID] == nil {
+		return hermes.Errorf(hermes.NotFound, "no thread")
+	}
+	for _, r := range refs {
+		if _, ok := db.refs[r]; !ok {
+			db.refs[r] = threadID
+		}
+	}
+	return nil
+}
+
+func (h *refHandle) ThreadByRef(ctx context.Context, ref string) (*hermes.Thread, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if t := db.threads[db.refs[ref]]; t != nil {
+		return cloneThread(t), nil
+	}
+	return nil, hermes.Errorf(hermes.NotFound, "no thread")
+}
+
+func (h *refHandle) LatestThread(ctx context.Context, clientID, projectID, userID string) (*hermes.Thread, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var latest *hermes.Thread
+	for _, t := range db.threads {
+		if t.ClientID != clientID || t.ProjectID != projectID || t.UserID != userID {
+			continue
+		}
+		if latest == nil || cmp.Or(t.UpdatedAt.Compare(latest.UpdatedAt), strings.Compare(t.ID, latest.ID)) > 0 {
+			latest = t
+		}
+	}
+	if latest == nil {
+		return nil, hermes.Errorf(hermes.NotFound, "no thread")
+	}
+	return cloneThread(latest), nil
+}
+
+func (h *refHandle) TouchThread(ctx context.Context, id string, now time.Time) error {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	t := db.threads[id]
+	if t == nil {
+		return hermes.Errorf(hermes.NotFound, "no thread")
+	}
+	t.UpdatedAt = utc(now)
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Intake
+
+func (h *refHandle) ClaimMessage(ctx context.Context, channel, id string, now time.Time, lease time.Duration) (hermes.DedupState, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	k := [2]string{channel, id}
+	c := db.intake[k]
+	switch {
+	case c != nil && c.done:
+		return hermes.DedupDone, nil
+	case c != nil && now.Before(c.until):
+		return hermes.DedupInProgress, nil
+	}
+	db.intake[k] = &refClaim{until: utc(now.Add(lease))}
+	return hermes.DedupNew, nil
+}
+
+func (h *refHandle) CompleteMessage(ctx context.Context, channel, id string, now time.Time) error {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	db.intake[[2]string{channel, id}] = &refClaim{done: true}
+	return nil
+}
+
+func (h *refHandle) ReleaseMessage(ctx context.Context, channel, id string) error {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	k := [2]string{channel, id}
+	if c := db.intake[k]; c != nil && !c.done {
+		delete(db.intake, k)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Outbox
+
+func refOutbox(it *hermes.OutboxItem) *hermes.OutboxItem {
+	x := cloneOutbox(it)
+	x.CreatedAt, x.NextAttemptAt = utc(it.CreatedAt), utc(it.NextAttemptAt)
+	if x.SentAt != nil {
+		*x.SentAt = utc(*x.SentAt)
+	}
+	return x
+}
+
+func (h *refHandle) EnqueueOutbox(ctx context.Context, items ...*hermes.OutboxItem) error {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, it := range items {
+		if db.outbox[it.ID] == nil {
+			x := refOutbox(it)
+			x.Status = hermes.OutboxPending
+			db.outbox[it.ID] = x
+		}
+	}
+	return nil
+}
+
+func (h *refHandle) GetOutbox(ctx context.Context, id string) (*hermes.OutboxItem, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if it := db.outbox[id]; it != nil {
+		return cloneOutbox(it), nil
+	}
+	return nil, hermes.Errorf(hermes.NotFound, "no outbox item")
+}
+
+func (h *refHandle) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit int, cursor string) ([]*hermes.OutboxItem, string, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	defer unlock()
+	var all []*hermes.OutboxItem
+	for _, it := range db.outbox {
+		if status == "" || it.Status == status {
+			all = append(all, it)
+		}
+	}
+	newest := func(a, b *hermes.OutboxItem) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
+	}
+	slices.SortFunc(all, newest)
+	if cursor != "" {
+		at, id, err := decodeRefCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		pivot := &hermes.OutboxItem{CreatedAt: at, ID: id}
+		all = slices.DeleteFunc(all, func(it *hermes.OutboxItem) bool { return newest(it, pivot) <= 0 })
+	}
+	next := ""
+	if len(all) > limit {
+		all = all[:limit]
+		last := all[limit-1]
+		next = encodeRefCursor(&hermes.Session{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	return cloneOutboxes(all), next, nil
+}
+
+func (h *refHandle) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*hermes.OutboxItem, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var due []*hermes.OutboxItem
+	for id, it := range db.outbox {
+		if it.Status == hermes.OutboxPending && !it.NextAttemptAt.After(now) && !now.Before(db.claimed[id]) {
+			due = append(due, it)
+		}
+	}
+	slices.SortFunc(due, func(a, b *hermes.OutboxItem) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), strings.Compare(a.ID, b.ID))
+	})
+	due = due[:min(limit, len(due))]
+	for _, it := range due {
+		db.claimed[it.ID] = utc(now.Add(lease))
+	}
+	return cloneOutboxes(due), nil
+}
+
+func (h *refHandle) FinishOutbox(ctx context.Context, id string, status hermes.OutboxStatus, now, retryAt time.Time, lastError string) error {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	it := db.outbox[id]
+	if it == nil {
+		return hermes.Errorf(hermes.NotFound, "no outbox item")
+	}
+	it.Status, it.Attempts, it.LastError = status, it.Attempts+1, lastError
+	switch status {
+	case hermes.OutboxSent:
+		sent := utc(now)
+		it.SentAt = &sent
+	case hermes.OutboxPending:
+		it.NextAttemptAt = utc(retryAt)
+	}
+	delete(db.claimed, id)
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Containers
+
+func refContainer(c *hermes.Container) *hermes.Container {
+	x := cloneContainer(c)
+	x.CreatedAt, x.UpdatedAt = utc(c.CreatedAt), utc(c.UpdatedAt)
+	if x.LastHeartbeat != nil {
+		*x.LastHeartbeat = utc(*x.LastHeartbeat)
+	}
+	return x
+}
+
+func (h *refHandle) EnsureContainer(ctx context.Context, c *hermes.Container) (*hermes.Container, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if old := db.containers[c.ID]; old != nil {
+		return cloneContainer(old), nil
+	}
+	x := refContainer(c)
+	x.Version = 1
+	db.containers[c.ID] = x
+	return cloneContainer(x), nil
+}
+
+func (h *refHandle) GetContainer(ctx context.Context, id string) (*hermes.Container, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if c := db.containers[id]; c != nil {
+		return cloneContainer(c), nil
+	}
+	return nil, hermes.Errorf(hermes.NotFound, "no container")
+}
+
+func (h *refHandle) ListContainers(ctx context.Context) ([]*hermes.Container, error) {
+	db, unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []*hermes.Container
+	for _, c := range db.containers {
+		out = append(out, cloneContainer(c))
+	}
+	slices.SortFunc(out, func(a, b *hermes.Container) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// UpdateContainer, like UpdateSession, applies fn without the lock and
+// writes back with compare-and-set.
+func (h *refHandle) UpdateContainer(ctx context.Context, id string, fn func(*hermes.Container) error) (*hermes.Container, error) {
+	for {
+		cur, err := h.GetContainer(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(cur); err != nil {
+			return nil, err
+		}
+		db, unlock, err := h.lock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		stored := db.containers[id]
+		if stored.Version != cur.Version {
+			unlock()
+			continue
+		}
+		x := refContainer(cur)
+		x.ID, x.Version = id, stored.Version+1
+		db.containers[id] = x
+		unlock()
+		return cloneContainer(x), nil
+	}
 }

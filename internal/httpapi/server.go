@@ -26,6 +26,7 @@ type Server struct {
 	Sessions *lifecycle.Sessions
 	Router   *router.Router
 	Queues   hermes.Queues
+	Inbound  *Inbound // webhook channels; nil serves none
 	Auth     *Authenticator
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
@@ -76,6 +77,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	// The API channel: chat front-ends, scripts (admin or the client's scope).
 	mux.Handle("POST /api/messages", s.authed(s.handleMessage))
+	// Inbound channels: HTTP email (admin key), Twilio and Slack (their signatures).
+	mux.Handle("POST /inbound/email", s.admin(s.handleInboundEmail))
+	mux.Handle("POST /inbound/sms/twilio", s.handle(s.handleTwilio))
+	mux.Handle("POST /inbound/chat/slack", s.handle(s.handleSlack))
 	// Introspection: operators and dashboards.
 	mux.Handle("GET /api/outbox", s.authed(s.handleOutbox))
 	mux.Handle("GET /api/containers", s.authed(s.handleContainers))

@@ -468,10 +468,7 @@ func replyContext(m *hermes.Message, t *hermes.Thread) hermes.ReplyContext {
 	switch m.Channel {
 	case hermes.ChannelEmail:
 		rc.MessageID = m.Thread.MessageID
-		rc.References = append(append([]string(nil), m.Thread.References...), m.Thread.MessageID)
-		if m.Thread.MessageID == "" {
-			rc.References = rc.References[:len(rc.References)-1]
-		}
+		rc.References = m.Thread.References
 	case hermes.ChannelChat:
 		rc.ChatThread = m.Thread.ChatThread
 	}

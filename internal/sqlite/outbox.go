@@ -187,7 +187,7 @@ func (d *DB) FinishOutbox(ctx context.Context, id string, status hermes.OutboxSt
 // --- containers ---
 
 func (d *DB) EnsureContainer(ctx context.Context, c *hermes.Container) (*hermes.Container, error) {
-	c.CreatedAt, c.UpdatedAt = norm(c.CreatedAt), norm(c.UpdatedAt)
+	normContainer(c)
 	data, err := json.Marshal(c)
 	if err != nil {
 		return nil, wrap("sqlite.EnsureContainer", err)
@@ -261,11 +261,7 @@ func (d *DB) UpdateContainer(ctx context.Context, id string, fn func(*hermes.Con
 			return err
 		}
 		c.ID, c.Version = id, old+1
-		c.CreatedAt, c.UpdatedAt = norm(c.CreatedAt), norm(c.UpdatedAt)
-		if c.LastHeartbeat != nil {
-			t := norm(*c.LastHeartbeat)
-			c.LastHeartbeat = &t
-		}
+		normContainer(c)
 		data, err := json.Marshal(c)
 		if err != nil {
 			return err
@@ -287,4 +283,12 @@ func (d *DB) UpdateContainer(ctx context.Context, id string, fn func(*hermes.Con
 		return nil, wrap("sqlite.UpdateContainer", err)
 	}
 	return out, nil
+}
+
+func normContainer(c *hermes.Container) {
+	c.CreatedAt, c.UpdatedAt = norm(c.CreatedAt), norm(c.UpdatedAt)
+	if c.LastHeartbeat != nil {
+		t := norm(*c.LastHeartbeat)
+		c.LastHeartbeat = &t
+	}
 }
