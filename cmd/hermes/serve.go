@@ -18,16 +18,23 @@ import (
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/directory"
+	"github.com/webordinary/hermes/internal/emailin"
 	"github.com/webordinary/hermes/internal/httpapi"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/logctx"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/relay"
 	"github.com/webordinary/hermes/internal/router"
+	"github.com/webordinary/hermes/internal/smtpd"
 )
 
 // adminKeyFile is where serve keeps the generated admin key when no
 // credentials are configured.
 const adminKeyFile = "admin-api-key"
+
+// defaultWakeEstimate is quoted in acknowledgements until wake times are
+// measured.
+const defaultWakeEstimate = 30 * time.Second
 
 // serve runs Hermes until ctx ends, then shuts down in order: stop taking
 // requests (readiness turns 503, the listener closes), let in-flight
@@ -92,19 +99,42 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reaper := lifecycle.NewReaper(sessions, cfg.ReaperInterval)
 	sessions.Kick = reaper.Kick
 
+	senders, err := openSenders(cfg)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	deliverer := &relay.Deliverer{
+		Store: store, Senders: senders, Clock: clock, Log: log,
+		Sent:   func(ch string) { m.RepliesSent.WithLabelValues(ch).Inc() },
+		Failed: func(ch string) { m.RepliesFailed.WithLabelValues(ch).Inc() },
+	}
 	rt := &router.Router{
 		Store: store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
+		Acknowledger: &relay.Acks{FromEmail: cfg.FromEmail}, OutboxKick: deliverer.Kick,
 		QueuePrefix: router.DefaultQueuePrefix, PendingCap: router.DefaultPendingCap,
+		// Until wake times are measured (with the container runner), the
+		// acknowledgement quotes the usual cold start of an edit container.
+		WakeEstimate: func() time.Duration { return defaultWakeEstimate },
 		Metrics: router.Metrics{
 			Routed:  func(ch string) { m.MessagesRouted.WithLabelValues(ch).Inc() },
 			Dropped: func(ch, reason string) { m.MessagesDropped.WithLabelValues(ch, reason).Inc() },
 			Dupes:   func(ch string) { m.MessagesDuplicate.WithLabelValues(ch).Inc() },
 		},
 	}
+	email := &emailin.Intake{
+		Router: rt, Store: store, Policy: cfg.SESPolicy, Log: log,
+		Rejected: func(reason string) { m.MessagesRejected.WithLabelValues(hermes.ChannelEmail, reason).Inc() },
+		Dropped:  func(reason string) { m.MessagesDropped.WithLabelValues(hermes.ChannelEmail, reason).Inc() },
+	}
 	api := &httpapi.Server{
 		Store: store, Sessions: sessions, Router: rt, Queues: queues, Metrics: m, Log: log, Clock: clock,
 		Auth:     httpapi.NewAuthenticator(keys, cfg.JWT, time.Now),
 		BasePath: cfg.BasePath, Version: version(),
+		Inbound: &httpapi.Inbound{
+			Email: email, PublicURL: cfg.PublicURL,
+			TwilioAuthToken: cfg.Twilio.AuthToken, TwilioAccountSID: cfg.Twilio.AccountSID, SlackSecret: cfg.Slack.SigningSecret,
+			Rejected: func(ch, reason string) { m.MessagesRejected.WithLabelValues(ch, reason).Inc() },
+		},
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -121,10 +151,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("listen: %w", err)
 	}
 
+	var smtpSrv *smtpd.Server
+	if cfg.SMTPAddr != "" {
+		smtpSrv = smtpd.New(smtpd.Config{Addr: cfg.SMTPAddr, Log: log}, email)
+		addr, err := smtpSrv.Listen()
+		if err != nil {
+			return fmt.Errorf("HERMES_SMTP_ADDR: %w", err)
+		}
+		go func() {
+			if err := smtpSrv.Serve(); err != nil {
+				log.Error("smtp server stopped", "err", err)
+			}
+		}()
+		log.Info("smtp server listening", "addr", addr.String())
+	}
+
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLoops()
 	var wg sync.WaitGroup
 	wg.Go(func() { reaper.Run(logctx.With(loops, slog.String("loop", "reaper"))) })
+	wg.Go(func() { deliverer.Run(logctx.With(loops, slog.String("loop", "outbox"))) })
+	if cfg.EmailQueueURL != "" {
+		if err := queues.CreateQueue(ctx, cfg.EmailQueueURL, hermes.QueueOptions{MaxReceives: 0}); err != nil {
+			return fmt.Errorf("EMAIL_QUEUE_URL: %w", err)
+		}
+		wg.Go(func() {
+			email.ConsumeQueue(logctx.With(loops, slog.String("loop", "intake-queue")), queues, cfg.EmailQueueURL)
+		})
+	}
 
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, log)
@@ -155,10 +209,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	api.SetReady(false)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("in-flight requests did not finish in time; closing them", "err", err)
-		_ = srv.Close()
+	var intake sync.WaitGroup
+	intake.Go(func() {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			log.Warn("in-flight requests did not finish in time; closing them", "err", err)
+			_ = srv.Close()
+		}
+	})
+	if smtpSrv != nil {
+		intake.Go(func() {
+			if err := smtpSrv.Shutdown(shutdownCtx); err != nil {
+				log.Warn("smtp sessions did not finish in time; closed", "err", err)
+			}
+		})
 	}
+	intake.Wait()
 	stopLoops()
 	wg.Wait()
 	log.Info("stopped")

@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/ses"
 )
 
 // Config is everything Hermes reads from its environment.
@@ -50,11 +51,15 @@ type Config struct {
 
 	Store, Queue, Runner, Mailer string // backends
 
-	SMTPURL        *url.URL // SMTP_URL
-	FromEmail      string   // HERMES_FROM_EMAIL
-	Twilio         Twilio
-	Slack          Slack
-	EmailQueueURL  string // EMAIL_QUEUE_URL
+	SMTPURL       *url.URL // SMTP_URL
+	FromEmail     string   // HERMES_FROM_EMAIL
+	Twilio        Twilio
+	Slack         Slack
+	EmailQueueURL string // EMAIL_QUEUE_URL
+	// SESPolicy: which SES verdicts must pass (HERMES_SES_REQUIRE, a comma
+	// list of spf, dkim, dmarc; default all three). Spam and virus
+	// failures are always refused.
+	SESPolicy      ses.Policy
 	AWSRegion      string
 	DynamoDBTable  string
 	ECSClusterName string
@@ -206,9 +211,34 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.Mailer == "smtp" && c.SMTPURL == nil {
 		l.fail("HERMES_MAILER", "smtp needs SMTP_URL")
 	}
+	c.SESPolicy = l.sesPolicy("HERMES_SES_REQUIRE")
 	c.APIKeys = l.apiKeys("HERMES_API_KEYS")
 	c.JWT = l.jwt()
 	return c, l.err()
+}
+
+func (l *loader) sesPolicy(name string) ses.Policy {
+	v := l.getenv(name)
+	if strings.TrimSpace(v) == "" {
+		return ses.DefaultPolicy()
+	}
+	var p ses.Policy
+	if strings.TrimSpace(v) == "none" {
+		return p
+	}
+	for _, x := range strings.Split(v, ",") {
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "spf":
+			p.RequireSPF = true
+		case "dkim":
+			p.RequireDKIM = true
+		case "dmarc":
+			p.RequireDMARC = true
+		default:
+			l.fail(name, "%q is not spf, dkim, dmarc or none", x)
+		}
+	}
+	return p
 }
 
 func validPort(s string) bool {

@@ -187,3 +187,37 @@ func (in *Intake) log() *slog.Logger {
 	}
 	return in.Log
 }
+
+// ConsumeQueue reads SES receipt notifications from the intake queue (the
+// production SES → SNS → SQS path) until ctx ends. A notification is
+// deleted once handled, or when it can never be handled (malformed); on a
+// temporary failure it is left to reappear after its visibility timeout,
+// and after the queue's maximum receives it moves to the queue's DLQ.
+func (in *Intake) ConsumeQueue(ctx context.Context, q hermes.Queues, queue string) {
+	for ctx.Err() == nil {
+		ds, err := q.Receive(ctx, queue, hermes.MaxReceiveBatch, hermes.MaxReceiveWait, 2*time.Minute)
+		if err != nil {
+			if ctx.Err() == nil {
+				in.log().WarnContext(ctx, "intake queue: receive failed", "queue", queue, "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+			}
+			continue
+		}
+		for _, d := range ds {
+			_, err := in.HandleSES(ctx, []byte(d.Body))
+			if hermes.IsKind(err, hermes.Unavailable) {
+				in.log().WarnContext(ctx, "intake queue: routing failed; the notification will be retried", "queue_message_id", d.ID, "err", err)
+				continue
+			}
+			if err != nil {
+				in.log().WarnContext(ctx, "intake queue: notification refused", "queue_message_id", d.ID, "err", err)
+			}
+			if err := q.Delete(context.WithoutCancel(ctx), queue, d.Receipt); err != nil {
+				in.log().ErrorContext(ctx, "intake queue: delete failed", "queue_message_id", d.ID, "err", err)
+			}
+		}
+	}
+}

@@ -28,6 +28,9 @@ type Metrics struct {
 	MessagesDropped   *prometheus.CounterVec // channel, reason
 	MessagesDuplicate *prometheus.CounterVec // channel
 	MessagesRejected  *prometheus.CounterVec // channel, reason: bad signatures, broken input
+
+	RepliesSent   *prometheus.CounterVec // channel
+	RepliesFailed *prometheus.CounterVec // channel
 }
 
 // New registers Hermes's metrics, the Go runtime and process collectors, and
@@ -75,6 +78,15 @@ func New(store hermes.Sessions, log *slog.Logger) *Metrics {
 			Help: "Inbound requests refused before routing (bad signature, malformed input), by channel and reason.",
 		}, []string{"channel", "reason"}),
 	}
+	m.RepliesSent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hermes_replies_sent_total",
+		Help: "Outbox items delivered, by channel.",
+	}, []string{"channel"})
+	m.RepliesFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hermes_replies_failed_total",
+		Help: "Outbox items given up on after their last attempt, by channel.",
+	}, []string{"channel"})
+	reg.MustRegister(m.RepliesSent, m.RepliesFailed)
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.SessionsCreated, m.SessionsExpired, m.Panics,
 		m.MessagesRouted, m.MessagesDropped, m.MessagesDuplicate, m.MessagesRejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

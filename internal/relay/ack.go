@@ -75,7 +75,7 @@ func (s *Acks) email(it *hermes.OutboxItem, a router.Ack, n notify.Ack) error {
 	_, domain, _ := strings.Cut(it.From, "@")
 	r := mail.Reply{
 		From: it.From, FromName: n.ProjectName, To: []string{it.To},
-		Subject:   mail.ReplySubject(orig, mail.FormatToken(a.Thread.Token)),
+		Subject:   mail.ReplySubject(orig, a.Thread.Token),
 		MessageID: mail.NewMessageID(a.Thread.ID, domain), InReplyTo: a.Reply.MessageID,
 		ThreadID: a.Thread.ID, Text: text, HTML: html, Date: a.Now, Kind: it.Kind,
 	}

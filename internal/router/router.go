@@ -86,6 +86,9 @@ type Router struct {
 	QueuePrefix  string
 	PendingCap   int                  // pending jobs per container while it is not running
 	WakeEstimate func() time.Duration // expected wake time, for acknowledgements
+	// OutboxKick, when set, is called after acknowledgements are queued so
+	// that the deliverer sends them at once.
+	OutboxKick func()
 
 	ensured sync.Map // container id → true once its queue set exists (this process)
 }
@@ -491,6 +494,9 @@ func (r *Router) acknowledge(ctx context.Context, a Ack) error {
 	}
 	if err := r.Store.EnqueueOutbox(ctx, items...); err != nil {
 		return err
+	}
+	if r.OutboxKick != nil {
+		r.OutboxKick()
 	}
 	var hist []*hermes.HistoryEntry
 	for _, it := range items {
