@@ -50,6 +50,7 @@ type options struct {
 	rounds      int
 	quiet       time.Duration
 	goTest      bool
+	senders     int
 	benchtime   string
 	timeout     time.Duration
 }
@@ -68,6 +69,7 @@ func main() {
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured duration of each throughput run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unrecorded warm-up before each throughput run")
 	fs.IntVar(&o.concurrency, "c", 64, "concurrent keep-alive connections of the throughput runs")
+	fs.IntVar(&o.senders, "senders", 8, "concurrent senders (conversations) of the routing run")
 	fs.IntVar(&o.starts, "starts", 20, "cold starts per target")
 	fs.DurationVar(&o.poll, "poll", 2*time.Millisecond, "interval of the /health polls during start-up")
 	fs.IntVar(&o.rounds, "rounds", 3, "throughput rounds (each: baseline, hermes status, hermes status at warn, hermes /health/live); the median round of each target is reported")
@@ -225,12 +227,20 @@ func run(ctx context.Context, o options) (err error) {
 		rep.LoadHermesLive = append(rep.LoadHermesLive, r)
 	}
 
+	// (d) Routing: messages in process through the real router on SQLite,
+	// beside the raw commit rate of the same file.
+	progress("routing: %d senders for %s, then raw commits for as long", o.senders, o.duration)
+	waitQuiet(ctx, o.quiet/4)
+	if rep.Route, err = routeBench(ctx, tmp, max(o.senders, 1), o.duration); err != nil {
+		return fmt.Errorf("routing run: %w", err)
+	}
+
 	if o.goTest {
 		args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem"}
 		if o.benchtime != "" {
 			args = append(args, "-benchtime", o.benchtime)
 		}
-		args = append(args, "./internal/sqlite/", "./internal/httpapi/")
+		args = append(args, "./internal/sqlite/", "./internal/httpapi/", "./internal/router/")
 		rep.GoTestCmd = "go " + strings.Join(args, " ")
 		progress("%s", rep.GoTestCmd)
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Minute)

@@ -213,9 +213,6 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	if m.Subject != "" {
 		entry.Meta["subject"] = m.Subject
 	}
-	if err := r.Store.AppendHistory(ctx, entry); err != nil {
-		return nil, fmt.Errorf("router: recording the instruction: %w", err)
-	}
 	if r.Runner != nil && !running {
 		if err := r.Runner.Wake(ctx, container); err != nil {
 			// The job is durable on its queue; the reconcile loop wakes the
@@ -228,8 +225,8 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	if !running && r.WakeEstimate != nil {
 		ack.WakeAfter = r.WakeEstimate()
 	}
-	if err := r.acknowledge(ctx, ack); err != nil {
-		r.log().ErrorContext(ctx, "acknowledgement not queued", "err", err)
+	if err := r.acknowledge(ctx, ack, entry); err != nil {
+		return nil, fmt.Errorf("router: recording the instruction: %w", err)
 	}
 	r.count(r.Metrics.Routed, m.Channel)
 	r.log().InfoContext(ctx, "message routed", "job_id", jobID, "new_session", created, "pending", pending)
@@ -440,15 +437,19 @@ func (r *Router) ensureContainer(ctx context.Context, p *hermes.Project, userID,
 	if prefix == "" {
 		prefix = DefaultQueuePrefix
 	}
+	if _, ok := r.ensured.Load(id); ok {
+		c, err := r.Store.GetContainer(ctx, id)
+		if !hermes.IsKind(err, hermes.NotFound) {
+			return c, err
+		}
+		r.ensured.Delete(id) // the record went away: make it again
+	}
 	c, err := r.Store.EnsureContainer(ctx, &hermes.Container{
 		ID: id, ClientID: p.ClientID, ProjectID: p.ID, UserID: userID, Status: hermes.ContainerStopped,
 		Queues: hermes.QueueSetFor(prefix, id), CreatedAt: now, UpdatedAt: now,
 	})
 	if err != nil {
 		return nil, err
-	}
-	if _, ok := r.ensured.Load(id); ok {
-		return c, nil
 	}
 	tags := map[string]string{"client": p.ClientID, "project": p.ID, "user": userID, "managed-by": "hermes"}
 	if err := r.Queues.CreateQueue(ctx, c.Queues.DLQ, hermes.QueueOptions{Retention: 14 * 24 * time.Hour, Tags: tags}); err != nil {
@@ -479,34 +480,43 @@ func replyContext(m *hermes.Message, t *hermes.Thread) hermes.ReplyContext {
 }
 
 // acknowledge queues the acknowledgement of the project's channel in the
-// outbox and the session's history; projects may turn them off (busy
-// replies are always sent: the message was not queued).
-func (r *Router) acknowledge(ctx context.Context, a Ack) error {
-	if r.Acknowledger == nil || (!a.Busy && !a.Project.Acknowledges()) {
+// outbox, and records it in the session's history after the given entries
+// (one write for both). Projects may turn acknowledgements off; busy
+// replies are always sent, since the message was not queued. A failure to
+// compose or queue the acknowledgement is logged: the job is queued and
+// its result will be answered all the same.
+func (r *Router) acknowledge(ctx context.Context, a Ack, hist ...*hermes.HistoryEntry) error {
+	if r.Acknowledger != nil && (a.Busy || a.Project.Acknowledges()) {
+		if items, err := r.ackItems(ctx, a); err != nil {
+			r.log().ErrorContext(ctx, "acknowledgement not queued", "err", err)
+		} else {
+			for _, it := range items {
+				hist = append(hist, &hermes.HistoryEntry{
+					ID: it.ID, SessionID: a.Session.ID, ThreadID: a.Thread.ID, Direction: hermes.DirectionOut,
+					Kind: it.Kind, Channel: it.Channel, Text: it.Text, CreatedAt: a.Now.Add(time.Millisecond), // after the instruction
+					Meta: map[string]string{"outboxId": it.ID},
+				})
+			}
+		}
+	}
+	if len(hist) == 0 {
 		return nil
 	}
+	return r.Store.AppendHistory(ctx, hist...)
+}
+
+func (r *Router) ackItems(ctx context.Context, a Ack) ([]*hermes.OutboxItem, error) {
 	items, err := r.Acknowledger.Ack(ctx, a)
-	if err != nil {
-		return err
-	}
-	if len(items) == 0 {
-		return nil
+	if err != nil || len(items) == 0 {
+		return nil, err
 	}
 	if err := r.Store.EnqueueOutbox(ctx, items...); err != nil {
-		return err
+		return nil, err
 	}
 	if r.OutboxKick != nil {
 		r.OutboxKick()
 	}
-	var hist []*hermes.HistoryEntry
-	for _, it := range items {
-		hist = append(hist, &hermes.HistoryEntry{
-			ID: it.ID, SessionID: a.Session.ID, ThreadID: a.Thread.ID, Direction: hermes.DirectionOut,
-			Kind: it.Kind, Channel: it.Channel, Text: it.Text, CreatedAt: a.Now.Add(time.Millisecond), // after the instruction
-			Meta: map[string]string{"outboxId": it.ID},
-		})
-	}
-	return r.Store.AppendHistory(ctx, hist...)
+	return items, nil
 }
 
 func (r *Router) count(f func(string), channel string) {

@@ -192,7 +192,7 @@ func (d *DB) EnsureContainer(ctx context.Context, c *hermes.Container) (*hermes.
 	if err != nil {
 		return nil, wrap("sqlite.EnsureContainer", err)
 	}
-	if _, err := d.db.ExecContext(ctx, "INSERT INTO containers (id, version, data) VALUES (?, 1, ?) ON CONFLICT (id) DO NOTHING", c.ID, string(data)); err != nil {
+	if _, err := d.w.ExecContext(ctx, "INSERT INTO containers (id, version, data) VALUES (?, 1, ?) ON CONFLICT (id) DO NOTHING", c.ID, string(data)); err != nil {
 		return nil, wrap("sqlite.EnsureContainer", err)
 	}
 	return d.GetContainer(ctx, c.ID)

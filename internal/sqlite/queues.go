@@ -121,7 +121,7 @@ func (d *DB) CreateQueue(ctx context.Context, name string, o hermes.QueueOptions
 }
 
 func (d *DB) DeleteQueue(ctx context.Context, name string) error {
-	res, err := d.db.ExecContext(ctx, "DELETE FROM queues WHERE name = ?", name)
+	res, err := d.w.ExecContext(ctx, "DELETE FROM queues WHERE name = ?", name)
 	if err == nil {
 		err = mustAffect(res, "queue "+quote(name)+" not found")
 	}
@@ -343,7 +343,7 @@ func (d *DB) Delete(ctx context.Context, queue, receipt string) error {
 	if receipt == "" {
 		return hermes.Errorf(hermes.Invalid, "receipt is empty")
 	}
-	_, err := d.db.ExecContext(ctx, "DELETE FROM queue_messages WHERE queue = ? AND receipt = ?", queue, receipt)
+	_, err := d.w.ExecContext(ctx, "DELETE FROM queue_messages WHERE queue = ? AND receipt = ?", queue, receipt)
 	return wrap("sqlite.Delete", err)
 }
 
@@ -351,7 +351,7 @@ func (d *DB) ChangeVisibility(ctx context.Context, queue, receipt string, dur ti
 	if dur < 0 || dur > maxVisibility {
 		return hermes.Errorf(hermes.Invalid, "visibility must be between 0 and %s", maxVisibility)
 	}
-	res, err := d.db.ExecContext(ctx, "UPDATE queue_messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
+	res, err := d.w.ExecContext(ctx, "UPDATE queue_messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
 		ms(d.now().Add(dur)), queue, receipt)
 	if err != nil {
 		return wrap("sqlite.ChangeVisibility", err)

@@ -25,7 +25,7 @@ func (d *DB) CreateThread(ctx context.Context, t *hermes.Thread) error {
 	if t.Token != "" {
 		token = t.Token
 	}
-	_, err = d.db.ExecContext(ctx, "INSERT INTO threads (id, client_id, project_id, user_id, data, token, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	_, err = d.w.ExecContext(ctx, "INSERT INTO threads (id, client_id, project_id, user_id, data, token, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		t.ID, t.ClientID, t.ProjectID, t.UserID, string(data), token, ms(t.UpdatedAt))
 	if hermes.IsKind(wrap("", err), hermes.Conflict) {
 		return &hermes.Error{Op: "sqlite.CreateThread", Kind: hermes.Conflict, Message: "thread " + quote(t.ID) + " or its token already exists", Err: err}

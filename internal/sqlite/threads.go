@@ -109,12 +109,12 @@ func (d *DB) ClaimMessage(ctx context.Context, channel, id string, now time.Time
 }
 
 func (d *DB) CompleteMessage(ctx context.Context, channel, id string, now time.Time) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO intake_messages (channel, id, done, lease_until, updated_at) VALUES (?, ?, 1, 0, ?)
+	_, err := d.w.ExecContext(ctx, `INSERT INTO intake_messages (channel, id, done, lease_until, updated_at) VALUES (?, ?, 1, 0, ?)
 		ON CONFLICT (channel, id) DO UPDATE SET done = 1, updated_at = excluded.updated_at`, channel, id, ms(now))
 	return wrap("sqlite.CompleteMessage", err)
 }
 
 func (d *DB) ReleaseMessage(ctx context.Context, channel, id string) error {
-	_, err := d.db.ExecContext(ctx, "DELETE FROM intake_messages WHERE channel = ? AND id = ? AND done = 0", channel, id)
+	_, err := d.w.ExecContext(ctx, "DELETE FROM intake_messages WHERE channel = ? AND id = ? AND done = 0", channel, id)
 	return wrap("sqlite.ReleaseMessage", err)
 }
