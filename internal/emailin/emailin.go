@@ -167,7 +167,6 @@ func (in *Intake) HandleRaw(ctx context.Context, recipients []string, fallbackID
 	return outs, nil
 }
 
-
 func (in *Intake) reject(reason string) {
 	if in.Rejected != nil {
 		in.Rejected(reason)

@@ -124,7 +124,7 @@ type refusing struct {
 }
 
 func (r refusing) AcceptRecipient(context.Context, string) (bool, error) { return r.accept, nil }
-func (r refusing) Deliver(context.Context, smtpd.Envelope, []byte) error  { return r.err }
+func (r refusing) Deliver(context.Context, smtpd.Envelope, []byte) error { return r.err }
 
 // Permanent refusals fail the item at once (Invalid); temporary ones are
 // retried (Unavailable); an unreachable server is retried too.
@@ -170,4 +170,3 @@ func TestSendErrorKinds(t *testing.T) {
 		}
 	})
 }
-
