@@ -76,11 +76,11 @@ func (s *Acks) email(it *hermes.OutboxItem, a router.Ack, n notify.Ack) error {
 	r := mail.Reply{
 		From: it.From, FromName: n.ProjectName, To: []string{it.To},
 		Subject:   mail.ReplySubject(orig, a.Thread.Token),
-		MessageID: mail.NewMessageID(a.Thread.ID, domain), InReplyTo: a.Reply.MessageID,
+		MessageID: mail.NewMessageID(a.Thread.ID, domain), InReplyTo: strings.Trim(a.Reply.MessageID, "<> "),
 		ThreadID: a.Thread.ID, Text: text, HTML: html, Date: a.Now, Kind: it.Kind,
 	}
-	if a.Reply.MessageID != "" {
-		r.References = mail.ReferencesFor(a.Reply.MessageID, a.Reply.References)
+	if r.InReplyTo != "" {
+		r.References = mail.ReferencesFor(r.InReplyTo, a.Reply.References)
 	}
 	raw, err := mail.Compose(r)
 	if err != nil {

@@ -177,6 +177,15 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	jobID := hermes.DeriveToken("job", m.Channel, m.ChannelID)
 	reply := replyContext(m, thread)
 	stats, err := r.Queues.Stats(ctx, container.Queues.Input)
+	if hermes.IsKind(err, hermes.NotFound) {
+		// The queue set went away (deleted by an operator or a clean-up):
+		// make it again.
+		r.ensured.Delete(containerID)
+		if container, err = r.ensureContainer(ctx, project, user.ID, containerID, now); err != nil {
+			return nil, err
+		}
+		stats, err = r.Queues.Stats(ctx, container.Queues.Input)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("router: queue depth: %w", err)
 	}
@@ -225,8 +234,10 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	if !running && r.WakeEstimate != nil {
 		ack.WakeAfter = r.WakeEstimate()
 	}
+	// The job is on its queue: from here on nothing may fail the message,
+	// or a redelivery would queue the job again.
 	if err := r.acknowledge(ctx, ack, entry); err != nil {
-		return nil, fmt.Errorf("router: recording the instruction: %w", err)
+		r.log().ErrorContext(ctx, "the instruction was queued but not recorded in the session's history", "job_id", jobID, "err", err)
 	}
 	r.count(r.Metrics.Routed, m.Channel)
 	r.log().InfoContext(ctx, "message routed", "job_id", jobID, "new_session", created, "pending", pending)
@@ -354,7 +365,7 @@ func (r *Router) thread(ctx context.Context, m *hermes.Message, p *hermes.Projec
 			root = h.References[0]
 		}
 		if root != "" {
-			newID = hermes.DeriveToken(p.ClientID, p.ID, "email", emailRef(root))
+			newID = hermes.DeriveToken(p.ClientID, p.ID, u.ID, "email", emailRef(root))
 			refs = append(refs, emailRef(root))
 		}
 		if h.MessageID != "" {
@@ -366,7 +377,7 @@ func (r *Router) thread(ctx context.Context, m *hermes.Message, p *hermes.Projec
 			if t == nil {
 				t = find(func() (*hermes.Thread, error) { return r.Store.ThreadByRef(ctx, ref) })
 			}
-			newID = hermes.DeriveToken(p.ClientID, p.ID, "chat", ref)
+			newID = hermes.DeriveToken(p.ClientID, p.ID, u.ID, "chat", ref)
 			refs = append(refs, ref)
 		}
 	case hermes.ChannelSMS:
