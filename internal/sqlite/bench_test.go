@@ -14,7 +14,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -185,7 +184,7 @@ func BenchmarkBaselineSingleRowCommit(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		err := s.tx(s.ctx, func(tx *sql.Tx) error {
+		err := s.tx(s.ctx, func(tx *txn) error {
 			_, err := tx.ExecContext(s.ctx, "INSERT INTO bench_baseline (v) VALUES (?)", i)
 			return err
 		})

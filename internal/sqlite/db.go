@@ -31,13 +31,15 @@ var migrations embed.FS
 
 // DB is an open SQLite database with Hermes's schema.
 type DB struct {
-	db   *sql.DB // readers: several connections, concurrent in WAL mode
-	w    *sql.DB // the writer: one connection, so writers of this process queue in order
+	pool *sql.DB // readers: several connections, concurrent in WAL mode
+	wdb  *sql.DB // the writer: one connection, so writers of this process queue in order
+	db   conn    // pool, through the statement cache
+	w    conn    // wdb, through the statement cache
+	rs   stmts
+	ws   stmts
 	path string
 	wake wakeups // long-polling receivers in this process
 
-	// Statements of the hottest paths, parsed once rather than per call.
-	getSession *sql.Stmt
 }
 
 // Open opens (creating when needed) the database file at path and brings its
@@ -64,14 +66,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	d := &DB{db: db, w: w, path: path}
+	d := &DB{pool: db, wdb: w, path: path}
+	d.rs.db, d.ws.db = db, w
+	d.db, d.w = conn{&d.rs}, conn{&d.ws}
 	if err := d.migrate(ctx); err != nil {
 		d.closeAll()
 		return nil, err
-	}
-	if d.getSession, err = db.PrepareContext(ctx, "SELECT data, version FROM sessions WHERE id = ?"); err != nil {
-		d.closeAll()
-		return nil, hermes.E("sqlite.Open", hermes.Internal, err)
 	}
 	return d, nil
 }
@@ -93,13 +93,12 @@ func DSN(path string) string {
 func (d *DB) Path() string { return d.path }
 
 // Close closes the database.
-func (d *DB) Close() error {
-	d.getSession.Close()
-	return d.closeAll()
-}
+func (d *DB) Close() error { return d.closeAll() }
 
 func (d *DB) closeAll() error {
-	return errors.Join(d.db.Close(), d.w.Close())
+	d.rs.close()
+	d.ws.close()
+	return errors.Join(d.pool.Close(), d.wdb.Close())
 }
 
 // Ping checks that the database answers a query.
@@ -134,7 +133,7 @@ func (d *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return hermes.E("sqlite.migrate", hermes.Internal, err)
 		}
-		err = d.tx(ctx, func(tx *sql.Tx) error {
+		err = d.tx(ctx, func(tx *txn) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", version).Scan(&n); err != nil || n > 0 {
 				return err
@@ -155,12 +154,14 @@ func (d *DB) migrate(ctx context.Context) error {
 
 // tx runs fn in a transaction (IMMEDIATE, from the DSN), committing when fn
 // returns nil.
-func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := d.w.BeginTx(ctx, nil)
+func (d *DB) tx(ctx context.Context, fn func(*txn) error) error {
+	tx, err := d.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	t := &txn{tx: tx, s: &d.ws}
+	defer t.prepareLater(context.WithoutCancel(ctx))
+	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

@@ -27,7 +27,7 @@ func getJSON(ctx context.Context, q interface {
 }
 
 // listJSON reads the data column of every row, decoding each into a new T.
-func listJSON[T any](ctx context.Context, db *sql.DB, query string, args ...any) ([]*T, error) {
+func listJSON[T any](ctx context.Context, db conn, query string, args ...any) ([]*T, error) {
 	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -48,7 +48,7 @@ func listJSON[T any](ctx context.Context, db *sql.DB, query string, args ...any)
 	return out, rows.Err()
 }
 
-func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) (bool, error) {
+func exists(ctx context.Context, tx *txn, query string, args ...any) (bool, error) {
 	var n int
 	err := tx.QueryRowContext(ctx, query, args...).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -57,7 +57,7 @@ func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) (bool, e
 	return err == nil, err
 }
 
-func requireClient(ctx context.Context, tx *sql.Tx, id string) error {
+func requireClient(ctx context.Context, tx *txn, id string) error {
 	ok, err := exists(ctx, tx, "SELECT 1 FROM clients WHERE id = ?", id)
 	if err == nil && !ok {
 		err = hermes.Errorf(hermes.NotFound, "client %q not found", id)
@@ -66,7 +66,7 @@ func requireClient(ctx context.Context, tx *sql.Tx, id string) error {
 }
 
 // noLiveSessions fails with Conflict when a live session matches where.
-func noLiveSessions(ctx context.Context, tx *sql.Tx, what, where string, args ...any) error {
+func noLiveSessions(ctx context.Context, tx *txn, what, where string, args ...any) error {
 	live, err := exists(ctx, tx, "SELECT 1 FROM sessions WHERE status <> 'expired' AND "+where+" LIMIT 1", args...)
 	if err == nil && live {
 		err = hermes.Errorf(hermes.Conflict, "%s has live sessions; deactivate them first", what)
@@ -90,7 +90,7 @@ func (d *DB) CreateClient(ctx context.Context, c *hermes.Client, now time.Time) 
 	if err != nil {
 		return wrap("sqlite.CreateClient", err)
 	}
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.tx(ctx, func(tx *txn) error {
 		if ok, err := exists(ctx, tx, "SELECT 1 FROM clients WHERE id = ?", c.ID); err != nil || ok {
 			if ok {
 				err = hermes.Errorf(hermes.Conflict, "client %q already exists", c.ID)
@@ -117,7 +117,7 @@ func (d *DB) ListClients(ctx context.Context) ([]*hermes.Client, error) {
 }
 
 func (d *DB) UpdateClient(ctx context.Context, c *hermes.Client, now time.Time) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		var old hermes.Client
 		if err := getJSON(ctx, tx, &old, "client "+quote(c.ID)+" not found", "SELECT data FROM clients WHERE id = ?", c.ID); err != nil {
 			return err
@@ -134,7 +134,7 @@ func (d *DB) UpdateClient(ctx context.Context, c *hermes.Client, now time.Time) 
 }
 
 func (d *DB) DeleteClient(ctx context.Context, id string) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		if err := requireClient(ctx, tx, id); err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func (d *DB) DeleteClient(ctx context.Context, id string) error {
 
 func (d *DB) CreateProject(ctx context.Context, p *hermes.Project, now time.Time) error {
 	p.CreatedAt, p.UpdatedAt = norm(now), norm(now)
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		if err := requireClient(ctx, tx, p.ClientID); err != nil {
 			return err
 		}
@@ -186,7 +186,7 @@ func (d *DB) CreateProject(ctx context.Context, p *hermes.Project, now time.Time
 
 // putAddresses records the project's addresses, failing with Conflict when
 // another project holds one of them.
-func putAddresses(ctx context.Context, tx *sql.Tx, p *hermes.Project) error {
+func putAddresses(ctx context.Context, tx *txn, p *hermes.Project) error {
 	for kind, addrs := range p.Addresses() {
 		for _, a := range addrs {
 			var client, project string
@@ -224,7 +224,7 @@ func (d *DB) ListProjects(ctx context.Context, clientID string) ([]*hermes.Proje
 }
 
 func (d *DB) UpdateProject(ctx context.Context, p *hermes.Project, now time.Time) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		var old hermes.Project
 		if err := getJSON(ctx, tx, &old, "project "+quote(p.ID)+" of client "+quote(p.ClientID)+" not found",
 			"SELECT data FROM projects WHERE client_id = ? AND id = ?", p.ClientID, p.ID); err != nil {
@@ -248,7 +248,7 @@ func (d *DB) UpdateProject(ctx context.Context, p *hermes.Project, now time.Time
 
 func (d *DB) DeleteProject(ctx context.Context, clientID, projectID string) error {
 	what := "project " + quote(projectID) + " of client " + quote(clientID)
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		if err := noLiveSessions(ctx, tx, what, "client_id = ? AND project_id = ?", clientID, projectID); err != nil {
 			return err
 		}
@@ -279,7 +279,7 @@ func (d *DB) ProjectByAddress(ctx context.Context, kind, address string) (*herme
 
 func (d *DB) CreateUser(ctx context.Context, u *hermes.User, now time.Time) error {
 	u.CreatedAt, u.UpdatedAt = norm(now), norm(now)
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		if err := requireClient(ctx, tx, u.ClientID); err != nil {
 			return err
 		}
@@ -303,7 +303,7 @@ func (d *DB) CreateUser(ctx context.Context, u *hermes.User, now time.Time) erro
 
 // putIdentities records the user's identities, failing with Conflict when
 // another user of the client holds one of them.
-func putIdentities(ctx context.Context, tx *sql.Tx, u *hermes.User) error {
+func putIdentities(ctx context.Context, tx *txn, u *hermes.User) error {
 	for kind, ids := range u.Identities() {
 		for _, id := range ids {
 			var owner string
@@ -342,7 +342,7 @@ func (d *DB) ListUsers(ctx context.Context, clientID string) ([]*hermes.User, er
 }
 
 func (d *DB) UpdateUser(ctx context.Context, u *hermes.User, now time.Time) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		var old hermes.User
 		if err := getJSON(ctx, tx, &old, "user "+quote(u.ID)+" of client "+quote(u.ClientID)+" not found",
 			"SELECT data FROM users WHERE client_id = ? AND id = ?", u.ClientID, u.ID); err != nil {
@@ -366,7 +366,7 @@ func (d *DB) UpdateUser(ctx context.Context, u *hermes.User, now time.Time) erro
 
 func (d *DB) DeleteUser(ctx context.Context, clientID, userID string) error {
 	what := "user " + quote(userID) + " of client " + quote(clientID)
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		if err := noLiveSessions(ctx, tx, what, "client_id = ? AND user_id = ?", clientID, userID); err != nil {
 			return err
 		}

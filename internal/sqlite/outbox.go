@@ -13,7 +13,7 @@ import (
 )
 
 func (d *DB) EnqueueOutbox(ctx context.Context, items ...*hermes.OutboxItem) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		for _, it := range items {
 			it.Status = hermes.OutboxPending
 			it.CreatedAt, it.NextAttemptAt = norm(it.CreatedAt), norm(it.NextAttemptAt)
@@ -117,7 +117,7 @@ func (d *DB) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit i
 
 func (d *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*hermes.OutboxItem, error) {
 	var out []*hermes.OutboxItem
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		out = nil
 		rows, err := tx.QueryContext(ctx, `SELECT data, raw FROM outbox
 			WHERE status = 'pending' AND next_attempt_at <= ? AND claimed_until <= ?
@@ -154,7 +154,7 @@ func (d *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration
 }
 
 func (d *DB) FinishOutbox(ctx context.Context, id string, status hermes.OutboxStatus, now, retryAt time.Time, lastError string) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		it, err := scanOutbox(tx.QueryRowContext(ctx, "SELECT data, raw FROM outbox WHERE id = ?", id).Scan)
 		if errors.Is(err, sql.ErrNoRows) {
 			return hermes.Errorf(hermes.NotFound, "outbox item %q not found", id)
@@ -250,7 +250,7 @@ func (d *DB) ListContainers(ctx context.Context) ([]*hermes.Container, error) {
 func (d *DB) UpdateContainer(ctx context.Context, id string, fn func(*hermes.Container) error) (*hermes.Container, error) {
 	var out *hermes.Container
 	var fnErr error
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		c, err := getContainer(ctx, tx, id)
 		if err != nil {
 			return err

@@ -103,7 +103,7 @@ func (d *DB) CreateQueue(ctx context.Context, name string, o hermes.QueueOptions
 	if err != nil {
 		return wrap(op, err)
 	}
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.tx(ctx, func(tx *txn) error {
 		if opts.DeadLetter != "" && opts.DeadLetter != name {
 			ok, err := exists(ctx, tx, "SELECT 1 FROM queues WHERE name = ?", opts.DeadLetter)
 			if err == nil && !ok {
@@ -174,7 +174,7 @@ func (d *DB) Send(ctx context.Context, queue, body string, attrs map[string]stri
 	}
 	now := d.now()
 	id := hermes.NewSortableID(now)
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.tx(ctx, func(tx *txn) error {
 		if _, err := queueOpts(ctx, tx, queue); err != nil {
 			return err
 		}
@@ -244,7 +244,7 @@ func (d *DB) receiveOnce(ctx context.Context, queue string, max int, visibility 
 	}
 	var out []hermes.Delivery
 	var movedTo string
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.tx(ctx, func(tx *txn) error {
 		out, movedTo = nil, ""
 		o, err := queueOpts(ctx, tx, queue)
 		if err != nil {
@@ -329,7 +329,7 @@ func (d *DB) receiveOnce(ctx context.Context, queue string, max int, visibility 
 // moveMessage moves a message to another queue as a new arrival there
 // (receive count 0, visible now), keeping its id, body, attributes and
 // send time.
-func moveMessage(ctx context.Context, tx *sql.Tx, from, to, id string, now time.Time) error {
+func moveMessage(ctx context.Context, tx *txn, from, to, id string, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO queue_messages (queue, id, body, attrs, sent_at, visible_at, receive_count)
 		SELECT ?, id, body, attrs, sent_at, ?, 0 FROM queue_messages WHERE queue = ? AND id = ?
 		ON CONFLICT (queue, id) DO NOTHING`, to, ms(now), from, id); err != nil {
@@ -378,7 +378,7 @@ func (d *DB) Stats(ctx context.Context, queue string) (hermes.QueueStats, error)
 }
 
 func (d *DB) Purge(ctx context.Context, queue string) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		if _, err := queueOpts(ctx, tx, queue); err != nil {
 			return err
 		}
@@ -393,7 +393,7 @@ func (d *DB) Redrive(ctx context.Context, deadLetter, queue string, max int) (in
 		return 0, hermes.Errorf(hermes.Invalid, "max must be at least 1")
 	}
 	n := 0
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		n = 0
 		for _, q := range []string{deadLetter, queue} {
 			if _, err := queueOpts(ctx, tx, q); err != nil {

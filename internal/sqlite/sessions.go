@@ -50,7 +50,7 @@ func (d *DB) CreateSession(ctx context.Context, s *hermes.Session, history ...*h
 	if err != nil {
 		return wrap("sqlite.CreateSession", err)
 	}
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.tx(ctx, func(tx *txn) error {
 		if ok, err := exists(ctx, tx, "SELECT 1 FROM threads WHERE id = ?", s.ThreadID); err != nil || !ok {
 			if err == nil {
 				err = hermes.Errorf(hermes.NotFound, "thread %q not found", s.ThreadID)
@@ -86,7 +86,7 @@ func (d *DB) CreateSession(ctx context.Context, s *hermes.Session, history ...*h
 }
 
 func (d *DB) GetSession(ctx context.Context, id string) (*hermes.Session, error) {
-	s, err := getSession(ctx, stmtRower{d.getSession}, "", id)
+	s, err := getSession(ctx, d.db, "SELECT data, version FROM sessions WHERE id = ?", id)
 	if err != nil {
 		return nil, wrap("sqlite.GetSession", err)
 	}
@@ -106,14 +106,6 @@ func (d *DB) LiveSessionForThread(ctx context.Context, threadID string) (*hermes
 
 type queryRower interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}
-
-// stmtRower runs a prepared statement where a queryRower is expected; the
-// query text is ignored.
-type stmtRower struct{ *sql.Stmt }
-
-func (s stmtRower) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
-	return s.Stmt.QueryRowContext(ctx, args...)
 }
 
 func getSession(ctx context.Context, q queryRower, query string, arg string) (*hermes.Session, error) {
@@ -139,7 +131,7 @@ func getSession(ctx context.Context, q queryRower, query string, arg string) (*h
 func (d *DB) UpdateSession(ctx context.Context, id string, fn func(*hermes.Session) error) (*hermes.Session, error) {
 	var out *hermes.Session
 	var fnErr error
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		s, err := getSession(ctx, tx, "SELECT data, version FROM sessions WHERE id = ?", id)
 		if err != nil {
 			return err
@@ -291,11 +283,11 @@ func (d *DB) CountSessions(ctx context.Context, statuses ...hermes.SessionStatus
 // --- history ---
 
 func (d *DB) AppendHistory(ctx context.Context, entries ...*hermes.HistoryEntry) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error { return appendHistory(ctx, tx, entries) })
+	err := d.tx(ctx, func(tx *txn) error { return appendHistory(ctx, tx, entries) })
 	return wrap("sqlite.AppendHistory", err)
 }
 
-func appendHistory(ctx context.Context, tx *sql.Tx, entries []*hermes.HistoryEntry) error {
+func appendHistory(ctx context.Context, tx *txn, entries []*hermes.HistoryEntry) error {
 	for _, e := range entries {
 		e.CreatedAt = norm(e.CreatedAt)
 		if ok, err := exists(ctx, tx, "SELECT 1 FROM sessions WHERE id = ?", e.SessionID); err != nil || !ok {

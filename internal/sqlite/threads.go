@@ -18,7 +18,7 @@ func (d *DB) ThreadByToken(ctx context.Context, token string) (*hermes.Thread, e
 }
 
 func (d *DB) AddThreadRefs(ctx context.Context, threadID string, refs ...string) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		ok, err := exists(ctx, tx, "SELECT 1 FROM threads WHERE id = ?", threadID)
 		if err == nil && !ok {
 			err = hermes.Errorf(hermes.NotFound, "thread %q not found", threadID)
@@ -61,7 +61,7 @@ func (d *DB) LatestThread(ctx context.Context, clientID, projectID, userID strin
 }
 
 func (d *DB) TouchThread(ctx context.Context, id string, now time.Time) error {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		t := new(hermes.Thread)
 		if err := getJSON(ctx, tx, t, "thread "+quote(id)+" not found", "SELECT data FROM threads WHERE id = ?", id); err != nil {
 			return err
@@ -81,7 +81,7 @@ func (d *DB) TouchThread(ctx context.Context, id string, now time.Time) error {
 
 func (d *DB) ClaimMessage(ctx context.Context, channel, id string, now time.Time, lease time.Duration) (hermes.DedupState, error) {
 	var state hermes.DedupState
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx *txn) error {
 		var done int
 		var until int64
 		err := tx.QueryRowContext(ctx, "SELECT done, lease_until FROM intake_messages WHERE channel = ? AND id = ?", channel, id).Scan(&done, &until)
