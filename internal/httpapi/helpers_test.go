@@ -16,11 +16,14 @@ import (
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/directory"
+	"github.com/webordinary/hermes/internal/emailin"
 	"github.com/webordinary/hermes/internal/hermestest"
 	"github.com/webordinary/hermes/internal/httpapi"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/relay"
 	"github.com/webordinary/hermes/internal/router"
+	"github.com/webordinary/hermes/internal/ses"
 	"github.com/webordinary/hermes/internal/sqlite"
 )
 
@@ -51,11 +54,19 @@ type apiSetup struct {
 	basePath string
 	jwt      config.JWTConfig
 	ttl      time.Duration
+	inbound  func(*httpapi.Inbound)
 }
 
 func withBasePath(p string) apiOption      { return func(s *apiSetup) { s.basePath = p } }
 func withJWT(j config.JWTConfig) apiOption { return func(s *apiSetup) { s.jwt = j } }
 func withTTL(d time.Duration) apiOption    { return func(s *apiSetup) { s.ttl = d } }
+
+// withInbound serves the inbound channels: f adjusts an Inbound whose email
+// intake routes through the test router (strict SES policy); set the Twilio
+// and Slack secrets to serve those channels.
+func withInbound(f func(*httpapi.Inbound)) apiOption {
+	return func(s *apiSetup) { s.inbound = f }
+}
 
 func key(k string, scope string) config.APIKey {
 	sc, err := config.ParseScope(scope)
@@ -88,12 +99,18 @@ func newTestAPI(t *testing.T, opts ...apiOption) *testAPI {
 		Store: db, Clock: clock.Now, TTL: setup.ttl, PublicBase: "http://hermes.test" + setup.basePath, Log: log,
 		Hooks: lifecycle.Hooks{Created: m.SessionsCreated.Inc, Expired: func(r string) { m.SessionsExpired.WithLabelValues(r).Inc() }},
 	}
-	rt := &router.Router{Store: db, Queues: db, Sessions: sessions, Clock: clock.Now, Log: log, PendingCap: router.DefaultPendingCap}
+	rt := &router.Router{Store: db, Queues: db, Sessions: sessions, Clock: clock.Now, Log: log, PendingCap: router.DefaultPendingCap,
+		Acknowledger: &relay.Acks{FromEmail: "hermes@localhost"}}
 	srv := &httpapi.Server{
 		Store: db, Sessions: sessions, Router: rt, Queues: db, Metrics: m, Log: log, Clock: clock.Now, BasePath: setup.basePath, Version: "test",
 		Auth: httpapi.NewAuthenticator([]config.APIKey{
 			key(adminKey, "admin"), key(ameliaKey, "client:amelia"), key(otherKey, "client:other"),
 		}, setup.jwt, clock.Now),
+	}
+	if setup.inbound != nil {
+		in := &httpapi.Inbound{Email: &emailin.Intake{Router: rt, Store: db, Policy: ses.DefaultPolicy(), Log: log}}
+		setup.inbound(in)
+		srv.Inbound = in
 	}
 	srv.SetReady(true)
 	hs := httptest.NewServer(srv.Handler())

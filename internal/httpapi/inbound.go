@@ -66,6 +66,9 @@ func (s *Server) handleInboundEmail(w http.ResponseWriter, r *http.Request) erro
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var outs []*router.Outcome
+	if mt == "text/plain" && body[0] == '{' {
+		mt = "application/json" // SNS HTTP(S) subscriptions post their JSON as text/plain
+	}
 	switch mt {
 	case "message/rfc822", "text/plain", "application/octet-stream":
 		outs, err = s.Inbound.Email.HandleRaw(r.Context(), nil, "", body)

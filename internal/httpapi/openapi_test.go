@@ -33,6 +33,8 @@ var (
 )
 
 func init() {
+	// POST /inbound/email takes SES notifications as text/json too.
+	openapi3filter.RegisterBodyDecoder("text/json", openapi3filter.JSONBodyDecoder)
 	apiDoc, apiRouter, apiDocErr = loadOpenAPI()
 	exchangeValidator = func(t *testing.T, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) {
 		t.Helper()
@@ -371,7 +373,11 @@ func TestOpenAPIDocumentServed(t *testing.T) {
 // is checked against what the server sends.
 func TestOpenAPIEveryOperation(t *testing.T) {
 	ops := docOperations(t)
-	a := newTestAPI(t, withBasePath("/hermes"))
+	const public = "https://hermes.example.com/hermes"
+	a := newTestAPI(t, withBasePath("/hermes"), withInbound(func(in *httpapi.Inbound) {
+		allChannels(in)
+		in.PublicURL = public
+	}))
 	do := func(method, path, key string, body any, status int) *response {
 		t.Helper()
 		return a.validatedDo(t, request{Method: method, Path: path, Key: key, Body: body}).want(t, status)
@@ -398,6 +404,7 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	do("GET", "/api/sessions/"+id+"/status", ameliaKey, nil, http.StatusOK)
 	do("POST", "/api/sessions/"+id+"/keepalive", ameliaKey, nil, http.StatusOK)
 	do("GET", "/api/sessions/"+id+"/messages", ameliaKey, nil, http.StatusOK)
+	do("POST", "/api/sessions/"+id+"/messages", ameliaKey, map[string]any{"instruction": "and the footer green", "messageId": "m-1"}, http.StatusAccepted)
 	page := do("GET", "/api/sessions/client/amelia?status=all&limit=1", ameliaKey, nil, http.StatusOK)
 	cursor := page.Header.Get("X-Next-Cursor")
 	if cursor == "" || !strings.Contains(page.Header.Get("Link"), `rel="next"`) {
@@ -408,6 +415,28 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	do("POST", "/api/sessions/"+id+"/deactivate", ameliaKey, nil, http.StatusAccepted)
 	do("POST", "/api/sessions/"+id+"/deactivate", ameliaKey, nil, http.StatusAccepted) // idempotent
 	do("POST", "/api/sessions/"+waited.SessionID+"/deactivate", adminKey, nil, http.StatusAccepted)
+
+	// Messages, introspection and the inbound channels.
+	do("POST", "/api/messages", ameliaKey, map[string]any{"clientId": "amelia", "projectId": "site", "userId": "scott",
+		"text": "new events page", "messageId": "m-2"}, http.StatusAccepted)
+	do("POST", "/api/messages", ameliaKey, map[string]any{"clientId": "amelia", "projectId": "site", "userId": "scott",
+		"text": "new events page", "messageId": "m-2"}, http.StatusAccepted) // duplicate
+	mail := email{From: "Scott <scott@example.com>", To: "edit@amelia.example.com", Subject: "Logo",
+		MessageID: "<every-op@mail.example.com>", Body: "Please use the new logo."}.raw()
+	a.validatedDo(t, request{Method: "POST", Path: "/inbound/email", Key: adminKey, Body: mail,
+		Header: map[string]string{"Content-Type": "message/rfc822"}}).want(t, http.StatusAccepted)
+	a.validatedDo(t, request{Method: "POST", Path: "/inbound/email", Key: adminKey, Body: mail,
+		Header: map[string]string{"Content-Type": "message/rfc822"}}).want(t, http.StatusAccepted) // duplicate
+	a.validatedDo(t, request{Method: "POST", Path: "/inbound/email", Key: adminKey,
+		Body: snsWrap(sesNotification("everyop0001", mail, "BASE64", map[string]string{"spf": "FAIL"}))}).want(t, http.StatusAccepted) // dropped
+	a.validatedDo(t, request{Method: "POST", Path: "/inbound/email", Key: adminKey, Body: sesNotification("everyop0002", mail, "UTF8", nil),
+		Header: map[string]string{"Content-Type": "text/json"}}).want(t, http.StatusAccepted)
+	a.validatedDo(t, smsRequest(public, smsForm(1, scottPhone, "+15550100001", "Make the header blue"), nil)).want(t, http.StatusOK) // no such number: dropped
+	a.validatedDo(t, slackRequest(`{"token":"x","challenge":"c-123","type":"url_verification"}`, a.Clock.Now(), slackSecret, nil)).want(t, http.StatusOK)
+	a.validatedDo(t, slackRequest(slackEvent("Ev1", slackMessage("1793534400.000100", "", "hello")), a.Clock.Now(), slackSecret, nil)).want(t, http.StatusOK)
+	do("GET", "/api/outbox?status=pending&limit=10", adminKey, nil, http.StatusOK)
+	do("GET", "/api/outbox", ameliaKey, nil, http.StatusOK)
+	do("GET", "/api/containers", ameliaKey, nil, http.StatusOK)
 
 	// Directory.
 	tree := map[string]any{
@@ -553,7 +582,7 @@ func TestOpenAPIValidatorCatchesMismatches(t *testing.T) {
 			newResp(418, "application/problem+json", `{"type":"about:blank","title":"x","status":418}`), `{"type":"about:blank","title":"x","status":418}`, true},
 		{"wrong content type", newReq("GET", "/api/clients", "", true), "",
 			newResp(200, "text/html", "[]"), "[]", true},
-		{"undocumented route answered 200", newReq("GET", "/api/outbox", "", true), "",
+		{"undocumented route answered 200", newReq("GET", "/api/dead-jobs", "", true), "",
 			newResp(200, "application/json", "[]"), "[]", true},
 		{"problem with another status", newReq("GET", "/api/clients", "", true), "",
 			newResp(403, "application/problem+json", `{"type":"about:blank","title":"x","status":404}`), `{"type":"about:blank","title":"x","status":404}`, true},

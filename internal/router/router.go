@@ -125,6 +125,15 @@ func (r *Router) Route(ctx context.Context, m *hermes.Message) (*Outcome, error)
 		}
 		return nil, err
 	}
+	if out.Status == Busy {
+		// Not queued: a retry of the same message must be routed, not
+		// taken for a duplicate. (The busy reply's outbox id is derived
+		// from the job id, so the user is told once.)
+		if err := r.Store.ReleaseMessage(context.WithoutCancel(ctx), m.Channel, m.ChannelID); err != nil {
+			r.log().ErrorContext(ctx, "releasing a message claim failed", "err", err)
+		}
+		return out, nil
+	}
 	if err := r.Store.CompleteMessage(context.WithoutCancel(ctx), m.Channel, m.ChannelID, now); err != nil {
 		// Routed, but not remembered: a redelivery would route again. The
 		// job id is derived from the channel id, so the container sees the
