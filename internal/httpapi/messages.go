@@ -5,11 +5,9 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/webordinary/hermes"
-	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/router"
 )
 
@@ -46,12 +44,8 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var v hermes.ValidationError
-	slugField(&v, "clientId", req.ClientID, true)
-	slugField(&v, "projectId", req.ProjectID, false)
-	slugField(&v, "userId", req.UserID, true)
-	if err := lifecycle.ValidInstruction(req.Text); err != nil {
-		v.Add("text", "%s", strings.TrimPrefix(hermes.ErrorMessage(err), "instruction "))
-	}
+	targetFields(&v, req.ClientID, req.ProjectID, req.UserID)
+	instructionField(&v, "text", req.Text)
 	if req.ThreadID != "" && !hermes.ValidTokenID(req.ThreadID) {
 		v.Add("threadId", "%q is not a thread id", req.ThreadID)
 	}
@@ -106,9 +100,7 @@ func (s *Server) handleSessionMessage(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	var v hermes.ValidationError
-	if err := lifecycle.ValidInstruction(req.Instruction); err != nil {
-		v.Add("instruction", "%s", strings.TrimPrefix(hermes.ErrorMessage(err), "instruction "))
-	}
+	instructionField(&v, "instruction", req.Instruction)
 	if req.MessageID != "" && !messageIDPattern.MatchString(req.MessageID) {
 		v.Add("messageId", "must be 1-128 letters, digits or ._:-")
 	}

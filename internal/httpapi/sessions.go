@@ -43,12 +43,8 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var v hermes.ValidationError
-	slugField(&v, "clientId", req.ClientID, true)
-	slugField(&v, "projectId", req.ProjectID, false)
-	slugField(&v, "userId", req.UserID, true)
-	if err := lifecycle.ValidInstruction(req.Instruction); err != nil {
-		v.Add("instruction", "%s", strings.TrimPrefix(hermes.ErrorMessage(err), "instruction "))
-	}
+	targetFields(&v, req.ClientID, req.ProjectID, req.UserID)
+	instructionField(&v, "instruction", req.Instruction)
 	if err := v.Err(); err != nil {
 		return err
 	}
@@ -316,6 +312,21 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, h)
 	return nil
+}
+
+// targetFields checks the client, project (optional) and user a request
+// names.
+func targetFields(v *hermes.ValidationError, clientID, projectID, userID string) {
+	slugField(v, "clientId", clientID, true)
+	slugField(v, "projectId", projectID, false)
+	slugField(v, "userId", userID, true)
+}
+
+// instructionField checks an instruction given in field.
+func instructionField(v *hermes.ValidationError, field, text string) {
+	if err := lifecycle.ValidInstruction(text); err != nil {
+		v.Add(field, "%s", strings.TrimPrefix(hermes.ErrorMessage(err), "instruction "))
+	}
 }
 
 func slugField(v *hermes.ValidationError, field, s string, required bool) {

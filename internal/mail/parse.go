@@ -120,8 +120,6 @@ const (
 	// maxAuditValues and maxAuditValueLen bound Parsed.Headers.
 	maxAuditValues   = 8
 	maxAuditValueLen = 998
-	// maxParsedIDLen bounds a message id (the limit Compose applies).
-	maxParsedIDLen = 900
 )
 
 // Parse reads a raw email. The error, if any, is a hermes.Invalid error.
@@ -410,7 +408,7 @@ func auditHeaders(h textproto.MIMEHeader) map[string][]string {
 // dropped, a missing closing bracket is tolerated); comments "(…)", quoted
 // strings and other words are ignored. A value without any bracketed id is
 // read as bare ids separated by white space or commas. Candidates that are
-// not "left@right" of printable ASCII (at most maxParsedIDLen bytes) are
+// not "left@right" of printable ASCII (at most 900 bytes, ValidMessageID) are
 // dropped as garbage.
 func parseMessageIDs(values []string) []string {
 	var out []string
@@ -455,7 +453,7 @@ func scanMessageIDs(v string) []string {
 			default:
 				cand, i = v[i+1:i+1+end], i+1+end+1
 			}
-			if id := dropSpace(cand); validParsedID(id) {
+			if id := dropSpace(cand); ValidMessageID(id) {
 				bracketed = append(bracketed, id)
 			}
 		case isIDSeparator(c) || c == '>' || c == ')':
@@ -465,7 +463,7 @@ func scanMessageIDs(v string) []string {
 			for j < len(v) && !isIDSeparator(v[j]) && !strings.ContainsRune("<>()\"", rune(v[j])) {
 				j++
 			}
-			if validParsedID(v[i:j]) {
+			if ValidMessageID(v[i:j]) {
 				bare = append(bare, v[i:j])
 			}
 			i = j
@@ -525,23 +523,6 @@ func dropSpace(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// validParsedID reports whether id can be a message id: printable ASCII
-// without angle brackets, "left@right" with both sides non-empty, at most
-// maxParsedIDLen bytes (the rules of ValidMessageID, checked here on their
-// own so that parsing does not depend on the composing side).
-func validParsedID(id string) bool {
-	if len(id) == 0 || len(id) > maxParsedIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c >= 0x7f || c == '<' || c == '>' {
-			return false
-		}
-	}
-	at := strings.LastIndexByte(id, '@')
-	return at > 0 && at < len(id)-1
 }
 
 // ---- addresses and header text ----

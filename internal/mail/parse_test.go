@@ -1258,7 +1258,7 @@ func FuzzParse(f *testing.F) {
 			ids = append(ids, id)
 		}
 		for _, id := range ids {
-			if !validParsedID(id) {
+			if !ValidMessageID(id) {
 				t.Fatalf("invalid message id %q", id)
 			}
 		}

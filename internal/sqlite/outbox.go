@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -57,11 +56,6 @@ func (d *DB) GetOutbox(ctx context.Context, id string) (*hermes.OutboxItem, erro
 	return it, nil
 }
 
-type outboxCursor struct {
-	CreatedAt int64  `json:"c"`
-	ID        string `json:"i"`
-}
-
 func (d *DB) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit int, after string) ([]*hermes.OutboxItem, string, error) {
 	const op = "sqlite.ListOutbox"
 	if limit < 1 || limit > 1000 {
@@ -74,19 +68,8 @@ func (d *DB) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit i
 		q.WriteString(" AND status = ?")
 		args = append(args, string(status))
 	}
-	if after != "" {
-		var c outboxCursor
-		b, err := base64.RawURLEncoding.DecodeString(after)
-		if err == nil {
-			dec := json.NewDecoder(strings.NewReader(string(b)))
-			dec.DisallowUnknownFields()
-			err = dec.Decode(&c)
-		}
-		if err != nil || c.ID == "" {
-			return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "invalid cursor", Err: err}
-		}
-		q.WriteString(" AND (created_at < ? OR (created_at = ? AND id < ?))")
-		args = append(args, c.CreatedAt, c.CreatedAt, c.ID)
+	if err := keysetAfter(&q, &args, after); err != nil {
+		return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "invalid cursor", Err: err}
 	}
 	q.WriteString(" ORDER BY created_at DESC, id DESC LIMIT ?")
 	args = append(args, limit+1)
@@ -96,7 +79,7 @@ func (d *DB) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit i
 	}
 	defer rows.Close()
 	page := []*hermes.OutboxItem{}
-	var last outboxCursor
+	var last cursor
 	for rows.Next() {
 		var created int64
 		var id string
@@ -106,11 +89,10 @@ func (d *DB) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit i
 			return nil, "", wrap(op, err)
 		}
 		if len(page) == limit {
-			next, err := json.Marshal(last)
-			return page, base64.RawURLEncoding.EncodeToString(next), wrap(op, err)
+			return page, last.encode(), nil
 		}
 		page = append(page, it)
-		last = outboxCursor{CreatedAt: created, ID: id}
+		last = cursor{CreatedAt: created, ID: id}
 	}
 	return page, "", wrap(op, rows.Err())
 }

@@ -167,10 +167,31 @@ func (d *DB) UpdateSession(ctx context.Context, id string, fn func(*hermes.Sessi
 	return out, nil
 }
 
-// cursor is the position after the last session of a page.
+// cursor is the position after the last row of a page of a list ordered
+// newest first (created_at, then id, descending).
 type cursor struct {
 	CreatedAt int64  `json:"c"`
 	ID        string `json:"i"`
+}
+
+func (c cursor) encode() string {
+	b, _ := json.Marshal(c) // two plain fields: cannot fail
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// keysetAfter adds to q the condition that selects the rows after the
+// cursor s ("" selects from the start).
+func keysetAfter(q *strings.Builder, args *[]any, s string) error {
+	if s == "" {
+		return nil
+	}
+	c, err := decodeCursor(s)
+	if err != nil {
+		return err
+	}
+	q.WriteString(" AND (created_at < ? OR (created_at = ? AND id < ?))")
+	*args = append(*args, c.CreatedAt, c.CreatedAt, c.ID)
+	return nil
 }
 
 func (d *DB) ListSessions(ctx context.Context, clientID string, statuses []hermes.SessionStatus, limit int, after string) ([]*hermes.Session, string, error) {
@@ -187,13 +208,8 @@ func (d *DB) ListSessions(ctx context.Context, clientID string, statuses []herme
 			args = append(args, string(s))
 		}
 	}
-	if after != "" {
-		c, err := decodeCursor(after)
-		if err != nil {
-			return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "invalid cursor", Err: err}
-		}
-		q.WriteString(" AND (created_at < ? OR (created_at = ? AND id < ?))")
-		args = append(args, c.CreatedAt, c.CreatedAt, c.ID)
+	if err := keysetAfter(&q, &args, after); err != nil {
+		return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "invalid cursor", Err: err}
 	}
 	q.WriteString(" ORDER BY created_at DESC, id DESC LIMIT ?")
 	args = append(args, limit+1)
@@ -212,8 +228,7 @@ func (d *DB) ListSessions(ctx context.Context, clientID string, statuses []herme
 			return nil, "", wrap(op, err)
 		}
 		if len(page) == limit {
-			next, err := json.Marshal(last)
-			return page, base64.RawURLEncoding.EncodeToString(next), wrap(op, err)
+			return page, last.encode(), nil
 		}
 		s := new(hermes.Session)
 		if err := json.Unmarshal(data, s); err != nil {
