@@ -6,39 +6,78 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"net/mail"
-	"regexp"
 	"strings"
 	"time"
 )
 
-// Identifier patterns. Ids are checked against these before they are used in
-// queue names, file paths, git branches or store keys.
-var (
-	// slugPattern: client, project and user ids, 1–40 characters of
-	// lowercase letters, digits and inner hyphens.
-	slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`)
-	// tokenIDPattern: session and thread ids that Hermes generates or
-	// derives (lowercase base32), 16–64 characters.
-	tokenIDPattern = regexp.MustCompile(`^[a-z0-9]{16,64}$`)
-	e164Pattern    = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-	chatIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$`)
-)
+// Identifiers are checked with these rules before they are used in queue
+// names, file paths, git branches or store keys. They are hand-written
+// rather than regular expressions: they run on every request, and compiling
+// the expressions at start-up cost more than the rest of the package.
+
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+func isDigit(c byte) bool      { return c >= '0' && c <= '9' }
+func isAlnum(c byte) bool      { return isLowerAlnum(c) || c >= 'A' && c <= 'Z' }
 
 // MaxSlugLen is the longest client, project or user id.
 const MaxSlugLen = 40
 
-// ValidSlug reports whether s is a valid client, project or user id.
-func ValidSlug(s string) bool { return slugPattern.MatchString(s) }
+// ValidSlug reports whether s is a valid client, project or user id: 1–40
+// lowercase letters, digits and inner hyphens.
+func ValidSlug(s string) bool {
+	if len(s) == 0 || len(s) > MaxSlugLen || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isLowerAlnum(s[i]) && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidTokenID reports whether s is a valid session or thread id.
-func ValidTokenID(s string) bool { return tokenIDPattern.MatchString(s) }
+// ValidTokenID reports whether s is a valid session or thread id: 16–64
+// lowercase letters and digits.
+func ValidTokenID(s string) bool {
+	if len(s) < 16 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isLowerAlnum(s[i]) {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidE164 reports whether s is a phone number in E.164 form (+15550100002).
-func ValidE164(s string) bool { return e164Pattern.MatchString(s) }
+// ValidE164 reports whether s is a phone number in E.164 form (+15550100002):
+// a plus, then 7–15 digits, the first not 0.
+func ValidE164(s string) bool {
+	if len(s) < 8 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidChatID reports whether s is a plausible chat user or channel id
-// (Slack's U0456 or C0123, or the id of another chat front-end).
-func ValidChatID(s string) bool { return chatIDPattern.MatchString(s) }
+// (Slack's U0456 or C0123, or the id of another chat front-end): a letter
+// or digit, then up to 63 letters, digits and . _ : @ -.
+func ValidChatID(s string) bool {
+	if len(s) == 0 || len(s) > 64 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && !strings.ContainsRune("._:@-", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
 
 // NormalizeEmail returns the lowercase form of a bare address
 // ("scott@example.com") and whether it is valid. Display names, comments and

@@ -1,6 +1,8 @@
 package hermes_test
 
 import (
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,42 @@ func TestErrors(t *testing.T) {
 	v.Add("b", "worse")
 	if hermes.ErrorKind(v.Err()) != hermes.Invalid || hermes.ErrorMessage(v.Err()) != "a: bad 1 (and 1 more)" {
 		t.Errorf("validation: %v", v.Err())
+	}
+}
+
+// The hand-written validators accept exactly what these patterns accept.
+func TestValidatorsMatchPatterns(t *testing.T) {
+	cases := []struct {
+		name  string
+		re    *regexp.Regexp
+		valid func(string) bool
+	}{
+		{"slug", regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`), hermes.ValidSlug},
+		{"token", regexp.MustCompile(`^[a-z0-9]{16,64}$`), hermes.ValidTokenID},
+		{"e164", regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`), hermes.ValidE164},
+		{"chat", regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$`), hermes.ValidChatID},
+		{"queue", regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$`), hermes.ValidQueueName},
+	}
+	alphabet := []byte("az09AZ-_.:@+ é/\x00")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range cases {
+		for range 20000 {
+			b := make([]byte, rng.IntN(90))
+			for i := range b {
+				b[i] = alphabet[rng.IntN(len(alphabet))]
+			}
+			if rng.IntN(2) == 0 && len(b) > 0 { // bias towards valid-looking input
+				for i := range b {
+					b[i] = "abc123"[rng.IntN(6)]
+				}
+				if tc.name == "e164" {
+					b[0] = '+'
+				}
+			}
+			s := string(b)
+			if got, want := tc.valid(s), tc.re.MatchString(s); got != want {
+				t.Fatalf("%s(%q) = %v, the pattern says %v", tc.name, s, got, want)
+			}
+		}
 	}
 }

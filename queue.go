@@ -2,7 +2,6 @@ package hermes
 
 import (
 	"context"
-	"regexp"
 	"time"
 )
 
@@ -99,8 +98,16 @@ const (
 	DefaultMaxReceive = 3
 )
 
-var queueNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$`)
-
 // ValidQueueName reports whether s is a valid queue name (SQS rules:
 // 1–80 letters, digits, hyphens and underscores).
-func ValidQueueName(s string) bool { return queueNamePattern.MatchString(s) }
+func ValidQueueName(s string) bool {
+	if len(s) == 0 || len(s) > MaxQueueNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
