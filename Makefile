@@ -27,7 +27,7 @@ test-quick:
 
 ## e2e: the end-to-end tests only (the real serve command, the built binary)
 e2e:
-	$(GO) test -race -count=1 -run 'EndToEnd|Binary' -v ./cmd/...
+	bash -c '. .ci/services.sh && HERMES_TEST_REQUIRE_EMULATORS=1 $(GO) test -race -count=1 -run "EndToEnd|Binary" -v ./cmd/...'
 
 ## cover: tests with a coverage report (coverage.out, coverage.html)
 cover:
