@@ -205,8 +205,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("http server: %w", err)
 	}
 
+	api.SetReady(false) // first: load balancers stop sending traffic
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	api.SetReady(false)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	var intake sync.WaitGroup
