@@ -23,6 +23,7 @@ import (
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/logctx"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/preview"
 	"github.com/webordinary/hermes/internal/relay"
 	"github.com/webordinary/hermes/internal/router"
 	"github.com/webordinary/hermes/internal/smtpd"
@@ -130,6 +131,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Store: store, Sessions: sessions, Router: rt, Queues: queues, Metrics: m, Log: log, Clock: clock,
 		Auth:     httpapi.NewAuthenticator(keys, cfg.JWT, time.Now),
 		BasePath: cfg.BasePath, Version: version(),
+		// Edit containers publish each thread's built site under
+		// previews/{clientId}/{projectId}/{threadId}/ in the data directory.
+		Previews: preview.New(filepath.Join(cfg.DataDir, "previews"), log),
 		Inbound: &httpapi.Inbound{
 			Email: email, PublicURL: cfg.PublicURL,
 			TwilioAuthToken: cfg.Twilio.AuthToken, TwilioAccountSID: cfg.Twilio.AccountSID, SlackSecret: cfg.Slack.SigningSecret,

@@ -21,6 +21,7 @@ import (
 	"github.com/webordinary/hermes/internal/httpapi"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/preview"
 	"github.com/webordinary/hermes/internal/relay"
 	"github.com/webordinary/hermes/internal/router"
 	"github.com/webordinary/hermes/internal/ses"
@@ -55,11 +56,16 @@ type apiSetup struct {
 	jwt      config.JWTConfig
 	ttl      time.Duration
 	inbound  func(*httpapi.Inbound)
+	previews string
 }
 
 func withBasePath(p string) apiOption      { return func(s *apiSetup) { s.basePath = p } }
 func withJWT(j config.JWTConfig) apiOption { return func(s *apiSetup) { s.jwt = j } }
 func withTTL(d time.Duration) apiOption    { return func(s *apiSetup) { s.ttl = d } }
+
+// withPreviews serves the previews published under root (see
+// publishPreview).
+func withPreviews(root string) apiOption { return func(s *apiSetup) { s.previews = root } }
 
 // withInbound serves the inbound channels: f adjusts an Inbound whose email
 // intake routes through the test router (strict SES policy); set the Twilio
@@ -106,6 +112,9 @@ func newTestAPI(t *testing.T, opts ...apiOption) *testAPI {
 		Auth: httpapi.NewAuthenticator([]config.APIKey{
 			key(adminKey, "admin"), key(ameliaKey, "client:amelia"), key(otherKey, "client:other"),
 		}, setup.jwt, clock.Now),
+	}
+	if setup.previews != "" {
+		srv.Previews = preview.New(setup.previews, log)
 	}
 	if setup.inbound != nil {
 		in := &httpapi.Inbound{Email: &emailin.Intake{Router: rt, Store: db, Policy: ses.DefaultPolicy(), Log: log}}

@@ -374,7 +374,8 @@ func TestOpenAPIDocumentServed(t *testing.T) {
 func TestOpenAPIEveryOperation(t *testing.T) {
 	ops := docOperations(t)
 	const public = "https://hermes.example.com/hermes"
-	a := newTestAPI(t, withBasePath("/hermes"), withInbound(func(in *httpapi.Inbound) {
+	previews := t.TempDir()
+	a := newTestAPI(t, withBasePath("/hermes"), withPreviews(previews), withInbound(func(in *httpapi.Inbound) {
 		allChannels(in)
 		in.PublicURL = public
 	}))
@@ -394,6 +395,11 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 		t.Errorf("GET /metrics: no Prometheus text: %.200s", r.Body)
 	}
 	do("GET", "/openapi.json", "", nil, http.StatusOK)
+	publishPreview(t, previews, "amelia", "site", previewThread, map[string]string{"index.html": "<h1>Hi</h1>", "css/site.css": "h1{}"})
+	for _, m := range []string{"GET", "HEAD"} {
+		do(m, "/preview/amelia/site/"+previewThread+"/", "", nil, http.StatusOK)
+		do(m, "/preview/amelia/site/"+previewThread+"/css/site.css", "", nil, http.StatusOK)
+	}
 
 	// Sessions.
 	id := a.activate(t, ameliaKey)

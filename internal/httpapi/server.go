@@ -17,6 +17,7 @@ import (
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/preview"
 	"github.com/webordinary/hermes/internal/router"
 )
 
@@ -33,6 +34,10 @@ type Server struct {
 	Clock    hermes.Clock
 	BasePath string // "" or "/hermes"
 	Version  string
+	// Previews serves the published previews (package preview) at
+	// /preview/{clientId}/{projectId}/{threadId}/…; nil answers every
+	// preview request 404.
+	Previews http.Handler
 
 	ready   atomic.Bool
 	mux     *http.ServeMux
@@ -84,6 +89,20 @@ func (s *Server) routes(mux *http.ServeMux) {
 	// Introspection: operators and dashboards.
 	mux.Handle("GET /api/outbox", s.authed(s.handleOutbox))
 	mux.Handle("GET /api/containers", s.authed(s.handleContainers))
+
+	// Previews: browsers, from the links in replies and session status
+	// (public: the thread id is the unguessable part). The path without a
+	// slash is registered too, so that the handler, not the mux, redirects
+	// it: the mux's redirect would drop the base path.
+	previews := s.Previews
+	if previews == nil {
+		previews = s.handle(func(w http.ResponseWriter, _ *http.Request) error {
+			w.Header().Set("Content-Security-Policy", preview.ContentSecurityPolicy)
+			return hermes.Errorf(hermes.NotFound, "no preview has been published for this thread yet")
+		})
+	}
+	mux.Handle("GET /preview/{clientId}/{projectId}/{threadId}", previews)
+	mux.Handle("GET /preview/{clientId}/{projectId}/{threadId}/{path...}", previews)
 
 	// Directory: operators and provisioning scripts (admin scope).
 	mux.Handle("POST /api/clients", s.admin(s.handleCreateClient))
