@@ -1,0 +1,28 @@
+package hermes
+
+import "context"
+
+// Model judges instructions before they reach an edit container. The
+// embedded default is keyword rules (internal/classify); production uses
+// Bedrock Converse.
+type Model interface {
+	// Classify says whether an instruction is destructive or large, so that
+	// it needs a plan and the user's approval before anything changes (SPEC
+	// §7), with a short reason. It leans to asking: when in doubt,
+	// NeedsApproval is true. Unavailable when the model cannot be reached
+	// (callers then fall back to the keyword rules, which never fail).
+	Classify(ctx context.Context, instruction string) (Classification, error)
+}
+
+// Classification is a Model's verdict on one instruction.
+type Classification struct {
+	// NeedsApproval is true for a destructive or large instruction: it runs
+	// in plan mode first and executes only once the user approves.
+	NeedsApproval bool
+	// Reason is a short explanation, safe to show to the user.
+	Reason string
+	// Matched lists what triggered the verdict, in the order it appears in
+	// the instruction (keyword rules: the matched words, lowercased). Empty
+	// when NeedsApproval is false.
+	Matched []string
+}
