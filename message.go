@@ -71,6 +71,32 @@ const (
 	JobControl     = "control"
 )
 
+// ResultMessage is what an edit container reports for a job, as JSON on its
+// output queue (webordinary-output-{containerId}); Hermes relays it to the
+// user once (docs/jobs.md, "Results"). The embedded Result gives jobId,
+// success, summary, filesChanged, commit, branch, previewUrl, error,
+// interrupted and finishedAt; the session keeps it as lastResult.
+type ResultMessage struct {
+	Version   int          `json:"version"` // ResultVersion
+	Type      string       `json:"type"`    // ResultDone, ResultInterrupted, ResultPlan, ResultError
+	SessionID string       `json:"sessionId"`
+	ThreadID  string       `json:"threadId"`
+	Reply     ReplyContext `json:"reply"` // the job's reply context, echoed back
+	StartedAt time.Time    `json:"startedAt"`
+	Result
+}
+
+// ResultVersion is the version of the result schema this build reads.
+const ResultVersion = 1
+
+// Result types.
+const (
+	ResultDone        = "result"      // the instruction was applied (or failed: success false)
+	ResultInterrupted = "interrupted" // a newer message stopped it; partial work was checkpointed
+	ResultPlan        = "plan"        // plan mode: the summary is the proposed plan, nothing changed
+	ResultError       = "error"       // the job could not be applied
+)
+
 // ReplyContext is where and how the result of a job is answered.
 type ReplyContext struct {
 	Channel    string   `json:"channel"`

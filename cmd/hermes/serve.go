@@ -109,6 +109,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Sent:   func(ch string) { m.RepliesSent.WithLabelValues(ch).Inc() },
 		Failed: func(ch string) { m.RepliesFailed.WithLabelValues(ch).Inc() },
 	}
+	results := &relay.Results{
+		Store: store, Queues: queues, Clock: clock, Log: log, FromEmail: cfg.FromEmail, Kick: deliverer.Kick,
+		Relayed: func(kind string) { m.ResultsRelayed.WithLabelValues(kind).Inc() },
+		Dropped: func(reason string) { m.ResultsDropped.WithLabelValues(reason).Inc() },
+	}
 	rt := &router.Router{
 		Store: store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
 		Acknowledger: &relay.Acks{FromEmail: cfg.FromEmail}, OutboxKick: deliverer.Kick,
@@ -175,6 +180,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var wg sync.WaitGroup
 	wg.Go(func() { reaper.Run(logctx.With(loops, slog.String("loop", "reaper"))) })
 	wg.Go(func() { deliverer.Run(logctx.With(loops, slog.String("loop", "outbox"))) })
+	wg.Go(func() { results.Run(logctx.With(loops, slog.String("loop", "results"))) })
 	if cfg.EmailQueueURL != "" {
 		if err := queues.CreateQueue(ctx, cfg.EmailQueueURL, hermes.QueueOptions{MaxReceives: 0}); err != nil {
 			return fmt.Errorf("EMAIL_QUEUE_URL: %w", err)

@@ -31,6 +31,9 @@ type Metrics struct {
 
 	RepliesSent   *prometheus.CounterVec // channel
 	RepliesFailed *prometheus.CounterVec // channel
+
+	ResultsRelayed *prometheus.CounterVec // kind: result, error, interrupted, plan
+	ResultsDropped *prometheus.CounterVec // reason
 }
 
 // New registers Hermes's metrics, the Go runtime and process collectors, and
@@ -86,7 +89,15 @@ func New(store hermes.Sessions, log *slog.Logger) *Metrics {
 		Name: "hermes_replies_failed_total",
 		Help: "Outbox items given up on after their last attempt, by channel.",
 	}, []string{"channel"})
-	reg.MustRegister(m.RepliesSent, m.RepliesFailed)
+	m.ResultsRelayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hermes_results_relayed_total",
+		Help: "Container results recorded and answered, by kind.",
+	}, []string{"kind"})
+	m.ResultsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hermes_results_dropped_total",
+		Help: "Container results dropped (malformed, unknown session, mismatch, gave up), by reason.",
+	}, []string{"reason"})
+	reg.MustRegister(m.RepliesSent, m.RepliesFailed, m.ResultsRelayed, m.ResultsDropped)
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.SessionsCreated, m.SessionsExpired, m.Panics,
 		m.MessagesRouted, m.MessagesDropped, m.MessagesDuplicate, m.MessagesRejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

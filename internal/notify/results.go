@@ -1,0 +1,338 @@
+package notify
+
+import (
+	"bytes"
+	htmltemplate "html/template"
+	"strconv"
+	"strings"
+	texttemplate "text/template"
+	"unicode"
+
+	"github.com/webordinary/hermes"
+)
+
+// Result describes the reply to a job's result (SPEC §6).
+type Result struct {
+	ProjectName  string
+	Type         string // hermes.ResultDone, ResultInterrupted, ResultPlan or ResultError
+	Success      bool   // ResultDone only: false words it as an error
+	Summary      string // what the agent did; for a plan, the plan
+	FilesChanged []string
+	Commit       string
+	PreviewURL   string // http(s) only; anything else is left out
+	Error        string // why it failed
+	Token        string // conversation token, "[ref:xxxxxxxx]" or bare
+}
+
+// Limits of what a result reply shows.
+const (
+	resultSummaryLen  = 4000 // email summary, runes
+	resultErrorLen    = 300  // error line, runes
+	resultEmailFiles  = 20   // files listed in an email
+	resultChatFiles   = 10   // files listed in a chat reply
+	resultChatSummary = 2000 // chat summary, runes
+	commitLen         = 12   // a commit hash is shown shortened to this
+)
+
+// failed reports whether the reply words a failure.
+func (r Result) failed() bool {
+	return r.Type == hermes.ResultError || r.Type == hermes.ResultDone && !r.Success
+}
+
+// headline is the first sentence of every result reply.
+func (r Result) headline() string {
+	switch {
+	case r.Type == hermes.ResultInterrupted:
+		return "Stopped — a newer message interrupted this request. The work so far is saved, and your new instruction runs on top of it."
+	case r.Type == hermes.ResultPlan:
+		return "Here is the plan for your request. Nothing has been changed yet."
+	case r.failed():
+		return "Sorry — your request could not be applied."
+	}
+	return "Done — your change is applied."
+}
+
+// smsStatus is the short status of an SMS.
+func (r Result) smsStatus() string {
+	switch {
+	case r.Type == hermes.ResultInterrupted:
+		return "Stopped by your newer message; work saved."
+	case r.Type == hermes.ResultPlan:
+		return "Plan ready, nothing changed yet:"
+	case r.failed():
+		return "Sorry, that could not be applied:"
+	}
+	return "Done:"
+}
+
+// detail is the text an SMS quotes: the error of a failure (else the
+// summary).
+func (r Result) detail() string {
+	if r.failed() && strings.TrimSpace(r.Error) != "" {
+		return r.Error
+	}
+	return r.Summary
+}
+
+// shortCommit returns the commit hash shortened, or "" when it is not a
+// hexadecimal hash.
+func shortCommit(c string) string {
+	c = strings.ToLower(strings.TrimSpace(c))
+	if c == "" || strings.IndexFunc(c, func(r rune) bool { return !strings.ContainsRune("0123456789abcdef", r) }) >= 0 {
+		return ""
+	}
+	if len(c) > commitLen {
+		c = c[:commitLen]
+	}
+	return c
+}
+
+// files returns up to max file names on one line each, and how many more
+// there are.
+func files(fs []string, max int) (list []string, more int) {
+	for _, f := range fs {
+		f = excerpt(f, 200, "…")
+		if f == "" {
+			continue
+		}
+		if len(list) == max {
+			more++
+			continue
+		}
+		list = append(list, f)
+	}
+	return list, more
+}
+
+// multiline cleans a multi-line text: valid UTF-8, LF line breaks, no
+// control characters but tabs and line breaks, at most 2 blank lines in a
+// row, trimmed, at most max runes.
+func multiline(s string, max int) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(strings.ToValidUTF8(s, ""), "\r\n", "\n"), "\r", "\n")
+	s = strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) && r != '\u200d') {
+			return -1
+		}
+		return r
+	}, s)
+	for strings.Contains(s, "\n\n\n\n") {
+		s = strings.ReplaceAll(s, "\n\n\n\n", "\n\n\n")
+	}
+	s = strings.TrimSpace(s)
+	if r := []rune(s); len(r) > max {
+		s = strings.TrimRightFunc(string(r[:max-1]), unicode.IsSpace) + "…"
+	}
+	return s
+}
+
+// resultData is what the result email templates see.
+type resultData struct {
+	Headline   string
+	Summary    string
+	Error      string
+	Files      []string
+	MoreFiles  int
+	Commit     string
+	PreviewURL string
+	Token      string
+}
+
+var resultTextTemplate = texttemplate.Must(texttemplate.New("result.txt").Parse(
+	`{{.Headline}}
+{{- with .Summary}}
+
+{{.}}
+{{- end}}
+{{- with .Error}}
+
+Error: {{.}}
+{{- end}}
+{{- if .Files}}
+
+Files changed:
+{{- range .Files}}
+- {{.}}
+{{- end}}
+{{- if .MoreFiles}}
+… and {{.MoreFiles}} more
+{{- end}}
+{{- end}}
+{{- with .Commit}}
+
+Commit: {{.}}
+{{- end}}
+{{- with .PreviewURL}}
+
+Preview: {{.}}
+{{- end}}
+{{- with .Token}}
+
+Reply to this email to continue the conversation. Reference: {{.}}
+{{- end}}
+`))
+
+var resultHTMLTemplate = htmltemplate.Must(htmltemplate.New("result.html").Parse(`<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"></head>
+<body style="margin: 0; padding: 16px; font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 15px; line-height: 1.5; color: #222222;">
+<p style="margin: 0 0 12px;">{{.Headline}}</p>
+{{- with .Summary}}
+<div style="margin: 0 0 12px; white-space: pre-wrap;">{{.}}</div>
+{{- end}}
+{{- with .Error}}
+<p style="margin: 0 0 12px; color: #a00000;">Error: {{.}}</p>
+{{- end}}
+{{- if .Files}}
+<p style="margin: 0 0 4px;">Files changed:</p>
+<ul style="margin: 0 0 12px; padding-left: 20px;">
+{{- range .Files}}
+<li><code>{{.}}</code></li>
+{{- end}}
+{{- if .MoreFiles}}
+<li>… and {{.MoreFiles}} more</li>
+{{- end}}
+</ul>
+{{- end}}
+{{- with .Commit}}
+<p style="margin: 0 0 12px;">Commit: <code>{{.}}</code></p>
+{{- end}}
+{{- with .PreviewURL}}
+<p style="margin: 0 0 12px;"><a href="{{.}}">Open the preview</a></p>
+{{- end}}
+{{- with .Token}}
+<p style="margin: 24px 0 0; font-size: 13px; color: #777777;">Reply to this email to continue the conversation. Reference: {{.}}</p>
+{{- end}}
+</body>
+</html>
+`))
+
+// ResultEmail returns the plain-text and HTML bodies of the email reply to
+// a result: the headline (done, interrupted — work saved, plan — nothing
+// changed, or could not be applied), the agent's summary (or the plan; at
+// most 4000 characters, line breaks kept), the error of a failure (one
+// line, at most 300 characters), the files changed (at most 20, then "… and
+// N more"), the commit (shortened to 12 hexadecimal digits; anything else
+// is left out), the preview link, and the footer with the conversation
+// token. Every value is escaped in the HTML body. A token that is not a
+// conversation token gives an hermes.Invalid error.
+func ResultEmail(r Result) (text, html string, err error) {
+	tok, ok := refToken(r.Token)
+	if !ok {
+		return "", "", hermes.Errorf(hermes.Invalid, "notify: invalid conversation token %q", r.Token)
+	}
+	d := resultData{
+		Headline:   r.headline(),
+		Summary:    multiline(r.Summary, resultSummaryLen),
+		Commit:     shortCommit(r.Commit),
+		PreviewURL: previewURL(r.PreviewURL),
+	}
+	if r.failed() {
+		d.Error = excerpt(r.Error, resultErrorLen, "…")
+	}
+	d.Files, d.MoreFiles = files(r.FilesChanged, resultEmailFiles)
+	if tok != "" {
+		d.Token = "[" + tok + "]"
+	}
+	var tb, hb bytes.Buffer
+	if err := resultTextTemplate.Execute(&tb, d); err != nil {
+		return "", "", hermes.E("notify.ResultEmail", hermes.Internal, err)
+	}
+	if err := resultHTMLTemplate.Execute(&hb, d); err != nil {
+		return "", "", hermes.E("notify.ResultEmail", hermes.Internal, err)
+	}
+	return tb.String(), hb.String(), nil
+}
+
+// ResultSMS returns the SMS reply to a result in one GSM-7 segment (at most
+// 160 septets, GSM-7 characters only, folded as in AckSMS):
+// "{Project}: {status} {excerpt} {preview} ref:xxxxxxxx". The preview link
+// is kept whenever it fits (and is written in GSM-7); the excerpt — the
+// summary, or the error of a failure — takes the room that is left and is
+// cut with "..."; the project name and then the token are left out when
+// there is no room for them.
+func ResultSMS(r Result) string {
+	status := toGSM7(r.smsStatus())
+	link := previewURL(r.PreviewURL)
+	if l, clean := toGSM7Clean(link); !clean || l != link {
+		link = ""
+	}
+	tokPart := ""
+	if tok, ok := refToken(r.Token); ok && tok != "" {
+		tokPart = " " + tok
+	}
+	linkPart := ""
+	if link != "" {
+		linkPart = " " + link
+	}
+	project, clean := toGSM7Clean(oneLine(r.ProjectName))
+	prefix := ""
+	if clean && project != "" {
+		if septets(project) > smsProjectLen {
+			project = cutSeptets(project, smsProjectLen-3) + "..."
+		}
+		prefix = project + ": "
+	}
+	fits := func() bool { return septets(prefix+status+linkPart+tokPart) <= SMSMaxSeptets }
+	if !fits() {
+		prefix = ""
+	}
+	if !fits() {
+		tokPart = ""
+	}
+	if !fits() {
+		linkPart = ""
+	}
+	msg := prefix + status
+	room := SMSMaxSeptets - septets(msg+linkPart+tokPart) - 1
+	if ex := toGSM7(oneLine(r.detail())); room >= smsMinExcerpt && hasAlnum(ex) {
+		if septets(ex) > room {
+			ex = strings.TrimRightFunc(cutSeptets(ex, room-3), unicode.IsSpace) + "..."
+		}
+		msg += " " + ex
+	}
+	msg += linkPart + tokPart
+	if septets(msg) > SMSMaxSeptets { // a guard: the parts were measured
+		msg = cutSeptets(msg, SMSMaxSeptets)
+	}
+	return msg
+}
+
+// ResultChat returns the chat reply to a result in Slack mrkdwn: the
+// headline in bold, the summary (at most 2000 characters), the error of a
+// failure, the files changed (at most 10, in code spans), and a last line
+// with the commit, the preview link and the conversation token. Text is
+// escaped (&, <, >) so that nothing in it becomes a mention or a link.
+func ResultChat(r Result) string {
+	var b strings.Builder
+	b.WriteString("*" + slackEscape(r.headline()) + "*")
+	if s := multiline(r.Summary, resultChatSummary); s != "" {
+		b.WriteString("\n" + slackEscape(s))
+	}
+	if e := excerpt(r.Error, resultErrorLen, "…"); r.failed() && e != "" {
+		b.WriteString("\nError: " + slackEscape(e))
+	}
+	if fs, more := files(r.FilesChanged, resultChatFiles); len(fs) > 0 {
+		for i, f := range fs {
+			fs[i] = "`" + slackEscape(strings.ReplaceAll(f, "`", "'")) + "`"
+		}
+		line := "Files changed: " + strings.Join(fs, ", ")
+		if more > 0 {
+			line += " and " + strconv.Itoa(more) + " more"
+		}
+		b.WriteString("\n" + line)
+	}
+	var extra []string
+	if c := shortCommit(r.Commit); c != "" {
+		extra = append(extra, "Commit `"+c+"`")
+	}
+	if u := previewURL(r.PreviewURL); u != "" && !strings.ContainsAny(u, "|<>") {
+		extra = append(extra, "<"+slackEscape(u)+"|Preview>")
+	}
+	if tok, ok := refToken(r.Token); ok && tok != "" {
+		extra = append(extra, "Reference: `"+tok+"`")
+	}
+	if len(extra) > 0 {
+		b.WriteString("\n" + strings.Join(extra, " · "))
+	}
+	return b.String()
+}

@@ -1,0 +1,421 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/logctx"
+	"github.com/webordinary/hermes/internal/mail"
+	"github.com/webordinary/hermes/internal/notify"
+)
+
+// Results defaults.
+const (
+	DefaultResultsInterval = 2 * time.Second
+	DefaultResultsWait     = time.Second
+	// resultsPassWait bounds the long-poll waits of one pass over all
+	// output queues, so that many containers are still covered often.
+	resultsPassWait = 5 * time.Second
+	// resultVisibility is the default of Results.Visibility.
+	resultVisibility = time.Minute
+	// MaxResultReceives is how often a result that fails to be handled is
+	// tried before it is dropped (output queues have no dead-letter queue).
+	MaxResultReceives = 10
+	// maxQueueDrain bounds the receives from one output queue in a pass.
+	maxQueueDrain = 10
+)
+
+// Reasons a result is dropped.
+const (
+	DropMalformed      = "malformed"
+	DropUnknownSession = "unknown-session"
+	DropMismatch       = "mismatch" // the session belongs to another thread or container
+	DropGaveUp         = "gave-up"  // failed MaxResultReceives times
+)
+
+// Results consumes what edit containers report on their output queues and
+// answers the user once per result (SPEC §2 step 8): the session keeps it
+// as lastResult, its history gets an outbound entry, and the reply of the
+// job's channel goes to the outbox. Every id is derived from the job id
+// and the result type, so a result delivered again after a crash at any
+// step adds nothing twice.
+type Results struct {
+	Store     hermes.Store
+	Queues    hermes.Queues
+	Clock     hermes.Clock
+	Log       *slog.Logger
+	FromEmail string // sender of email replies when the job names no project address
+	// Kick, when set, is called after a reply is queued (the deliverer's
+	// Kick).
+	Kick     func()
+	Interval time.Duration // between passes; DefaultResultsInterval when 0
+	Wait     time.Duration // long-poll wait per output queue; DefaultResultsWait when 0
+	// Visibility hides a received result while it is handled; one whose
+	// handling failed is received again after it. A minute when 0.
+	Visibility time.Duration
+	// Relayed and Dropped count outcomes, for metrics; nil skips.
+	Relayed func(kind string)
+	Dropped func(reason string)
+}
+
+// Run consumes results until ctx ends.
+func (r *Results) Run(ctx context.Context) {
+	interval := r.Interval
+	if interval <= 0 {
+		interval = DefaultResultsInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := r.Poll(ctx); err != nil && ctx.Err() == nil {
+			r.log().WarnContext(ctx, "relay: listing containers failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Poll makes one pass over the output queues of every container: it
+// receives their results, handles each and deletes what was handled (or
+// deliberately dropped). A result whose handling failed stays on its queue
+// and is received again after a minute. It returns how many results it
+// received.
+func (r *Results) Poll(ctx context.Context) (int, error) {
+	cs, err := r.Store.ListContainers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	wait := r.Wait
+	if wait <= 0 {
+		wait = DefaultResultsWait
+	}
+	if len(cs) > 1 {
+		wait = min(wait, resultsPassWait/time.Duration(len(cs)))
+	}
+	wait = wait.Truncate(time.Millisecond)
+	n := 0
+	for _, c := range cs {
+		if ctx.Err() != nil {
+			break
+		}
+		n += r.drain(ctx, c, wait)
+	}
+	return n, nil
+}
+
+// drain receives and handles the results waiting on c's output queue.
+func (r *Results) drain(ctx context.Context, c *hermes.Container, wait time.Duration) int {
+	q := c.Queues.Output
+	if q == "" {
+		return 0
+	}
+	ctx = logctx.With(ctx, slog.String("container_id", c.ID))
+	vis := r.Visibility
+	if vis <= 0 {
+		vis = resultVisibility
+	}
+	n := 0
+	for range maxQueueDrain {
+		ds, err := r.Queues.Receive(ctx, q, hermes.MaxReceiveBatch, wait, vis)
+		if err != nil {
+			if !hermes.IsKind(err, hermes.NotFound) && ctx.Err() == nil {
+				r.log().WarnContext(ctx, "relay: receiving results failed", "queue", q, "err", err)
+			}
+			return n
+		}
+		for _, d := range ds {
+			n++
+			err := r.handle(ctx, c, []byte(d.Body))
+			if err != nil {
+				if d.ReceiveCount < MaxResultReceives {
+					r.log().WarnContext(ctx, "relay: result not handled; it will be received again", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
+					continue
+				}
+				r.log().ErrorContext(ctx, "relay: result dropped after repeated failures", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
+				r.count(r.Dropped, DropGaveUp)
+			}
+			if err := r.Queues.Delete(ctx, q, d.Receipt); err != nil {
+				// Received again after its visibility: handled again with the
+				// same ids, so nothing is repeated.
+				r.log().WarnContext(ctx, "relay: deleting a handled result failed", "message_id", d.ID, "err", err)
+			}
+		}
+		if len(ds) < hermes.MaxReceiveBatch {
+			return n
+		}
+		wait = 0
+	}
+	return n
+}
+
+// HandleResult handles one result message body. It returns nil when the
+// result was relayed, or deliberately dropped (malformed, unknown session:
+// logged and counted); an error means a retry may succeed (the store
+// failed) and the message should be received again.
+func (r *Results) HandleResult(ctx context.Context, body []byte) error {
+	return r.handle(ctx, nil, body)
+}
+
+// handle handles a result received from c's output queue (nil: unknown).
+func (r *Results) handle(ctx context.Context, c *hermes.Container, body []byte) error {
+	var m hermes.ResultMessage
+	if err := decodeResult(body, &m); err != nil {
+		r.drop(ctx, DropMalformed, "relay: malformed result dropped", "err", err, "bytes", len(body))
+		return nil
+	}
+	ctx = logctx.With(ctx, slog.String("job_id", m.JobID), slog.String("session_id", m.SessionID), slog.String("thread_id", m.ThreadID))
+	sess, err := r.Store.GetSession(ctx, m.SessionID)
+	if hermes.IsKind(err, hermes.NotFound) {
+		r.drop(ctx, DropUnknownSession, "relay: result for an unknown session dropped", "type", m.Type)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if sess.ThreadID != m.ThreadID || c != nil && sess.ContainerID != c.ID {
+		r.drop(ctx, DropMismatch, "relay: result names a session of another thread or container; dropped",
+			"session_thread", sess.ThreadID, "session_container", sess.ContainerID)
+		return nil
+	}
+	now := r.Clock.Now()
+	kind := m.Type
+	if kind == hermes.ResultDone && !m.Success {
+		kind = hermes.KindError
+	}
+	id := hermes.DeriveToken("result", m.JobID, m.Type)
+	res := m.Result
+	res.Interrupted = res.Interrupted || m.Type == hermes.ResultInterrupted
+	res.FinishedAt = res.FinishedAt.UTC().Truncate(time.Millisecond)
+
+	// 1. The session's lastResult: a late redelivery of an older result
+	// never replaces a newer one.
+	if _, err := r.Store.UpdateSession(ctx, sess.ID, func(s *hermes.Session) error {
+		if s.LastResult != nil && s.LastResult.FinishedAt.After(res.FinishedAt) {
+			return nil
+		}
+		s.LastResult = &res
+		return nil
+	}); err != nil {
+		return fmt.Errorf("relay: recording the result: %w", err)
+	}
+
+	// 2. The reply, in the outbox (unique by id).
+	it, err := r.reply(ctx, sess, &m, kind, id, now)
+	if err != nil {
+		if !hermes.IsKind(err, hermes.Invalid) && !hermes.IsKind(err, hermes.Unprocessable) {
+			return err
+		}
+		// A reply that cannot be composed never will be: the result is
+		// kept on the session and in its history, without a reply.
+		r.log().ErrorContext(ctx, "relay: result reply not composed; the result is recorded without one", "err", err)
+		it = nil
+	}
+	if it != nil {
+		if err := r.Store.EnqueueOutbox(ctx, it); err != nil {
+			return fmt.Errorf("relay: queueing the reply: %w", err)
+		}
+		if r.Kick != nil {
+			r.Kick()
+		}
+	}
+
+	// 3. The history entry (unique by id).
+	entry := &hermes.HistoryEntry{
+		ID: id, SessionID: sess.ID, ThreadID: sess.ThreadID, Direction: hermes.DirectionOut, Kind: kind,
+		Channel: m.Reply.Channel, Text: historyText(&m), CreatedAt: now,
+		Meta: map[string]string{"jobId": m.JobID, "type": m.Type},
+	}
+	if it != nil {
+		entry.Meta["outboxId"] = it.ID
+	}
+	for k, v := range map[string]string{"commit": m.Commit, "previewUrl": m.PreviewURL, "error": m.Error} {
+		if v != "" {
+			entry.Meta[k] = v
+		}
+	}
+	if err := r.Store.AppendHistory(ctx, entry); err != nil {
+		return fmt.Errorf("relay: recording the result in the history: %w", err)
+	}
+	r.count(r.Relayed, kind)
+	r.log().InfoContext(ctx, "result relayed", "type", m.Type, "channel", m.Reply.Channel, "reply", it != nil)
+	return nil
+}
+
+// decodeResult parses and validates a result message.
+func decodeResult(body []byte, m *hermes.ResultMessage) error {
+	if err := json.Unmarshal(body, m); err != nil {
+		return err
+	}
+	switch {
+	case m.Version != hermes.ResultVersion:
+		return fmt.Errorf("unknown version %d", m.Version)
+	case !hermes.ValidTokenID(m.JobID):
+		return fmt.Errorf("invalid jobId %q", m.JobID)
+	case !hermes.ValidTokenID(m.SessionID):
+		return fmt.Errorf("invalid sessionId %q", m.SessionID)
+	case !hermes.ValidTokenID(m.ThreadID):
+		return fmt.Errorf("invalid threadId %q", m.ThreadID)
+	case !slices.Contains([]string{hermes.ResultDone, hermes.ResultInterrupted, hermes.ResultPlan, hermes.ResultError}, m.Type):
+		return fmt.Errorf("unknown type %q", m.Type)
+	case !slices.Contains([]string{hermes.ChannelAPI, hermes.ChannelEmail, hermes.ChannelSMS, hermes.ChannelChat}, m.Reply.Channel):
+		return fmt.Errorf("unknown reply channel %q", m.Reply.Channel)
+	case m.FinishedAt.IsZero():
+		return fmt.Errorf("no finishedAt")
+	}
+	return nil
+}
+
+// historyText is what the history shows of a result.
+func historyText(m *hermes.ResultMessage) string {
+	if (m.Type == hermes.ResultError || !m.Success && m.Type == hermes.ResultDone) && m.Error != "" {
+		if m.Summary == "" {
+			return m.Error
+		}
+		return m.Summary + "\n\nError: " + m.Error
+	}
+	return m.Summary
+}
+
+// reply composes the outbox item answering m on its channel, or nil for
+// the API channel (the result is on the session). The addresses the job
+// echoes back must still be the user's and the project's: a container
+// never chooses where a reply goes.
+func (r *Results) reply(ctx context.Context, sess *hermes.Session, m *hermes.ResultMessage, kind, id string, now time.Time) (*hermes.OutboxItem, error) {
+	if m.Reply.Channel == hermes.ChannelAPI {
+		return nil, nil
+	}
+	project, err := r.Store.GetProject(ctx, sess.ClientID, sess.ProjectID)
+	if err != nil {
+		if hermes.IsKind(err, hermes.NotFound) {
+			return nil, hermes.Errorf(hermes.Unprocessable, "the project %s/%s no longer exists", sess.ClientID, sess.ProjectID)
+		}
+		return nil, err
+	}
+	user, err := r.Store.GetUser(ctx, sess.ClientID, sess.UserID)
+	if err != nil {
+		if hermes.IsKind(err, hermes.NotFound) {
+			return nil, hermes.Errorf(hermes.Unprocessable, "the user %s/%s no longer exists", sess.ClientID, sess.UserID)
+		}
+		return nil, err
+	}
+	thread, err := r.Store.GetThread(ctx, sess.ThreadID)
+	if err != nil {
+		return nil, err
+	}
+	rc := m.Reply
+	if err := checkReply(rc, project, user); err != nil {
+		return nil, err
+	}
+	n := notify.Result{
+		ProjectName: project.Name, Type: m.Type, Success: m.Success, Summary: m.Summary, FilesChanged: m.FilesChanged,
+		Commit: m.Commit, PreviewURL: m.PreviewURL, Error: m.Error, Token: mail.FormatToken(thread.Token),
+	}
+	if n.ProjectName == "" {
+		n.ProjectName = project.ID
+	}
+	if thread.Token == "" {
+		n.Token = ""
+	}
+	it := &hermes.OutboxItem{
+		ID: id, Channel: rc.Channel, To: rc.To, From: rc.From, Kind: kind,
+		ThreadID: thread.ID, SessionID: sess.ID, ClientID: sess.ClientID, CreatedAt: now, NextAttemptAt: now,
+	}
+	switch rc.Channel {
+	case hermes.ChannelEmail:
+		if it.From == "" {
+			it.From = r.FromEmail
+			if len(project.EmailAddresses) > 0 {
+				it.From = project.EmailAddresses[0]
+			}
+		}
+		text, html, err := notify.ResultEmail(n)
+		if err != nil {
+			return nil, err
+		}
+		orig := rc.Subject
+		if orig == "" {
+			orig = thread.Subject
+		}
+		_, domain, _ := strings.Cut(it.From, "@")
+		mr := mail.Reply{
+			From: it.From, FromName: n.ProjectName, To: []string{it.To},
+			Subject:   mail.ReplySubject(orig, thread.Token),
+			MessageID: mail.NewMessageID(thread.ID, domain), InReplyTo: strings.Trim(rc.MessageID, "<> "),
+			ThreadID: thread.ID, Text: text, HTML: html, Date: now, Kind: kind,
+		}
+		if mr.InReplyTo != "" {
+			mr.References = mail.ReferencesFor(mr.InReplyTo, rc.References)
+		}
+		raw, err := mail.Compose(mr)
+		if err != nil {
+			return nil, err
+		}
+		it.Subject, it.Text, it.HTML, it.Raw = mr.Subject, text, html, raw
+		it.Headers = map[string]string{"Message-ID": "<" + mr.MessageID + ">"}
+		if mr.InReplyTo != "" {
+			it.Headers["In-Reply-To"] = "<" + mr.InReplyTo + ">"
+		}
+		if len(mr.References) > 0 {
+			it.Headers["References"] = "<" + strings.Join(mr.References, "> <") + ">"
+		}
+	case hermes.ChannelSMS:
+		it.Text = notify.ResultSMS(n)
+	case hermes.ChannelChat:
+		it.Text = notify.ResultChat(n)
+		it.To = rc.From // the chat channel; the reply goes into the thread
+		it.Headers = map[string]string{"thread_ts": rc.ChatThread}
+	}
+	return it, nil
+}
+
+// checkReply verifies that the reply goes to one of the user's identities
+// on the channel, from one of the project's addresses.
+func checkReply(rc hermes.ReplyContext, p *hermes.Project, u *hermes.User) error {
+	var to, from []string
+	switch rc.Channel {
+	case hermes.ChannelEmail:
+		to, from = u.Emails, p.EmailAddresses
+		rc.To, rc.From = strings.ToLower(rc.To), strings.ToLower(rc.From)
+		if rc.From == "" {
+			from = []string{""} // the default sender
+		}
+	case hermes.ChannelSMS:
+		to, from = u.Phones, p.SMSNumbers
+	case hermes.ChannelChat:
+		to, from = u.ChatIDs, p.SlackChannels
+	}
+	if !slices.Contains(to, rc.To) {
+		return hermes.Errorf(hermes.Unprocessable, "the reply address %q is not one of the user's", rc.To)
+	}
+	if !slices.Contains(from, rc.From) {
+		return hermes.Errorf(hermes.Unprocessable, "the reply sender %q is not one of the project's addresses", rc.From)
+	}
+	return nil
+}
+
+func (r *Results) drop(ctx context.Context, reason, msg string, args ...any) {
+	r.log().WarnContext(ctx, msg, append(args, "reason", reason)...)
+	r.count(r.Dropped, reason)
+}
+
+func (r *Results) count(f func(string), label string) {
+	if f != nil {
+		f(label)
+	}
+}
+
+func (r *Results) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.Default()
+	}
+	return r.Log
+}
