@@ -18,7 +18,7 @@ trap stop_services EXIT
 
 wait_for() { # URL, name
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$1"; then return 0; fi
+    if curl -fs -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   echo "$2 did not become ready at $1" >&2
