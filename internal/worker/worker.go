@@ -1,0 +1,245 @@
+// Package worker is what an edit container does with one job: keep a
+// workspace clone of the project repository, switch to the thread's branch
+// (checkpointing work in progress first), run the project's agent on the
+// instruction, commit what it changed and describe the outcome as a
+// hermes.ResultMessage (SPEC §9, docs/jobs.md). The queue loop, heartbeats
+// and interrupts are built on top of it.
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/webordinary/hermes"
+)
+
+// DefaultKillGrace is how long a cancelled agent gets between SIGTERM and
+// SIGKILL when Workspace.KillGrace is zero.
+const DefaultKillGrace = 5 * time.Second
+
+// Workspace is one clone of a project's repository.
+type Workspace struct {
+	Dir     string          // the checkout; created by Prepare
+	Project *hermes.Project // RepoURL, DefaultBranch and Agent are used
+	Git     string          // git binary; "git" when empty
+	Log     *slog.Logger    // slog.Default() when nil
+	// KillGrace is the time a cancelled agent's process group gets between
+	// SIGTERM and SIGKILL; DefaultKillGrace when zero.
+	KillGrace time.Duration
+}
+
+// Commit identity: -c options, so no global git configuration is needed.
+var identity = []string{"-c", "user.name=Hermes", "-c", "user.email=hermes@localhost", "-c", "commit.gpgsign=false"}
+
+// BranchName is the git branch of a thread.
+func BranchName(threadID string) string { return "thread-" + threadID }
+
+func (w *Workspace) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.Default()
+}
+
+func (w *Workspace) gitBin() string {
+	if w.Git != "" {
+		return w.Git
+	}
+	return "git"
+}
+
+func (w *Workspace) defaultBranch() string {
+	if w.Project != nil && w.Project.DefaultBranch != "" {
+		return w.Project.DefaultBranch
+	}
+	return "main"
+}
+
+// gitErr is a failed git command: its arguments and standard error.
+type gitErr struct {
+	args   []string
+	stderr string
+	err    error
+}
+
+func (e *gitErr) Error() string {
+	msg := strings.TrimSpace(e.stderr)
+	if msg == "" {
+		msg = e.err.Error()
+	}
+	return fmt.Sprintf("git %s: %s", strings.Join(e.args, " "), msg)
+}
+
+func (e *gitErr) Unwrap() error { return e.err }
+
+// run runs git in dir with stdin and returns its standard output.
+func (w *Workspace) run(ctx context.Context, dir, stdin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, w.gitBin(), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), &gitErr{args: args, stderr: errb.String(), err: err}
+	}
+	return out.String(), nil
+}
+
+func (w *Workspace) git(ctx context.Context, args ...string) (string, error) {
+	return w.run(ctx, w.Dir, "", args...)
+}
+
+// exitCode is the exit status of a failed command, or -1.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// Prepare clones the repository into Dir when it is absent or empty, or
+// fetches from origin when Dir already is a clone.
+func (w *Workspace) Prepare(ctx context.Context) error {
+	if w.Dir == "" || w.Project == nil || w.Project.RepoURL == "" {
+		return errors.New("worker: prepare: the workspace needs a directory and a project with a repository URL")
+	}
+	if err := w.checkDefaultBranch(ctx); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(w.Dir)
+	if err != nil {
+		return fmt.Errorf("worker: prepare: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0:
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("worker: prepare: %w", err)
+		}
+		w.log().InfoContext(ctx, "cloning the repository", "dir", dir)
+		if _, err := w.run(ctx, "", "", "clone", "--quiet", "--no-checkout", "--", w.Project.RepoURL, dir); err != nil {
+			return fmt.Errorf("worker: cloning the repository of project %s: %w", w.Project.ID, err)
+		}
+		// Check out the default branch explicitly, whatever the origin's HEAD is.
+		if _, err := w.git(ctx, "checkout", "-q", "-B", w.defaultBranch(), "refs/remotes/origin/"+w.defaultBranch(), "--"); err != nil {
+			return fmt.Errorf("worker: checking out the default branch %q: %w", w.defaultBranch(), err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("worker: prepare: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
+		return fmt.Errorf("worker: prepare: %s is neither empty nor a git checkout", dir)
+	}
+	if _, err := w.git(ctx, "fetch", "--quiet", "--prune", "origin"); err != nil {
+		return fmt.Errorf("worker: fetching the repository of project %s: %w", w.Project.ID, err)
+	}
+	return nil
+}
+
+// checkDefaultBranch refuses a default branch that is not a plain branch name.
+func (w *Workspace) checkDefaultBranch(ctx context.Context) error {
+	b := w.defaultBranch()
+	if strings.HasPrefix(b, "-") {
+		return fmt.Errorf("worker: invalid default branch %q", b)
+	}
+	if _, err := w.run(ctx, "", "", "check-ref-format", "refs/heads/"+b); err != nil {
+		return fmt.Errorf("worker: invalid default branch %q", b)
+	}
+	return nil
+}
+
+// Checkout switches to the thread's branch thread-{threadID}: the local
+// branch if it exists, else the origin's (pushed by an earlier container),
+// else a new one from the origin's default branch. Uncommitted work on the
+// current branch is committed first ("WIP: checkpoint before switching to
+// thread-…"), so nothing is lost.
+func (w *Workspace) Checkout(ctx context.Context, threadID string) error {
+	if !hermes.ValidTokenID(threadID) {
+		return fmt.Errorf("worker: invalid thread id %q", threadID)
+	}
+	branch := BranchName(threadID)
+	cur, err := w.git(ctx, "symbolic-ref", "--quiet", "--short", "HEAD")
+	if err != nil && exitCode(err) != 1 { // 1: detached HEAD
+		return fmt.Errorf("worker: reading the current branch: %w", err)
+	}
+	cur = strings.TrimSpace(cur)
+	msg := "WIP: checkpoint before switching to " + branch
+	if cur == branch {
+		msg = "WIP: checkpoint of unfinished work on " + branch
+	}
+	hash, _, err := w.commitAll(ctx, msg+"\n")
+	if err != nil {
+		return fmt.Errorf("worker: checkpointing work in progress on %q: %w", cur, err)
+	}
+	if hash != "" {
+		w.log().InfoContext(ctx, "checkpointed work in progress", "branch", cur, "commit", hash)
+	}
+	if cur == branch {
+		return nil
+	}
+	switch {
+	case w.refExists(ctx, "refs/heads/"+branch):
+		_, err = w.git(ctx, "checkout", "-q", branch, "--")
+	case w.refExists(ctx, "refs/remotes/origin/"+branch):
+		_, err = w.git(ctx, "checkout", "-q", "--no-track", "-b", branch, "refs/remotes/origin/"+branch, "--")
+	default:
+		if err := w.checkDefaultBranch(ctx); err != nil {
+			return err
+		}
+		_, err = w.git(ctx, "checkout", "-q", "--no-track", "-b", branch, "refs/remotes/origin/"+w.defaultBranch(), "--")
+	}
+	if err != nil {
+		return fmt.Errorf("worker: switching to %s: %w", branch, err)
+	}
+	return nil
+}
+
+func (w *Workspace) refExists(ctx context.Context, ref string) bool {
+	_, err := w.git(ctx, "rev-parse", "--verify", "--quiet", ref+"^{commit}")
+	return err == nil
+}
+
+// commitAll commits every change in the checkout (git add -A) with msg and
+// returns the commit and the files it changed; no change, no commit.
+func (w *Workspace) commitAll(ctx context.Context, msg string) (string, []string, error) {
+	if _, err := w.git(ctx, "add", "-A"); err != nil {
+		return "", nil, err
+	}
+	if _, err := w.git(ctx, "diff", "--cached", "--quiet"); err == nil {
+		return "", nil, nil
+	} else if exitCode(err) != 1 {
+		return "", nil, err
+	}
+	args := append(append([]string{}, identity...), "commit", "--quiet", "--no-verify", "-F", "-")
+	if _, err := w.run(ctx, w.Dir, msg, args...); err != nil {
+		return "", nil, err
+	}
+	hash, err := w.git(ctx, "rev-parse", "--verify", "HEAD")
+	if err != nil {
+		return "", nil, err
+	}
+	names, err := w.git(ctx, "diff-tree", "-r", "--root", "--no-commit-id", "--name-only", "-z", "HEAD")
+	if err != nil {
+		return "", nil, err
+	}
+	var files []string
+	for _, f := range strings.Split(names, "\x00") {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return strings.TrimSpace(hash), files, nil
+}
