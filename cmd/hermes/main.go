@@ -1,5 +1,5 @@
 // Command hermes is the Hermes service and its tools: serve, healthcheck,
-// version (and, as later parts land, worker and setup).
+// worker, version (and, as later parts land, setup).
 package main
 
 import (
@@ -25,6 +25,8 @@ const usage = `usage: hermes <command>
 
 commands:
   serve         run Hermes (HTTP API, background loops) on the configured backends
+  worker        run an edit container's worker: the jobs of HERMES_CONTAINER_ID's input
+                queue, until idle for HERMES_IDLE_TIMEOUT or SIGTERM
   healthcheck   exit 0 when the local Hermes answers /health/ready, 1 otherwise
   version       print the version
 
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], getenv, stdout, nil)
+	case "worker":
+		return runWorker(ctx, args[1:], getenv, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], getenv, stderr)
 	case "version", "-version", "--version":

@@ -2,8 +2,12 @@
 // workspace clone of the project repository, switch to the thread's branch
 // (checkpointing work in progress first), run the project's agent on the
 // instruction, commit what it changed and describe the outcome as a
-// hermes.ResultMessage (SPEC §9, docs/jobs.md). The queue loop, heartbeats
-// and interrupts are built on top of it.
+// hermes.ResultMessage (SPEC §9, docs/jobs.md). Loop is the queue loop on
+// top of it: one job at a time from the container's input queue, visibility
+// extended and the container record heartbeated while a job runs, results on
+// the output queue, exit when idle or on SIGTERM. Interrupting a running job
+// when a newer message arrives (SPEC §2.7) is not implemented yet: jobs run
+// one after the other.
 package worker
 
 import (

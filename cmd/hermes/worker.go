@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/config"
+	"github.com/webordinary/hermes/internal/logctx"
+	"github.com/webordinary/hermes/internal/worker"
+)
+
+// containerIDVar names the container a worker works for.
+const containerIDVar = "HERMES_CONTAINER_ID"
+
+// runWorker is `hermes worker`: the program of one edit container. It is
+// configured by the environment like serve, plus HERMES_CONTAINER_ID; it
+// keeps its clone in $HERMES_DATA_DIR/workspaces/{containerId} and works
+// through the container's input queue until it has been idle for
+// HERMES_IDLE_TIMEOUT or ctx ends (SIGTERM). Nothing starts workers yet:
+// the runner that does is later work.
+func runWorker(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return usageError{"worker takes no arguments; it is configured by the environment"}
+	}
+	id := getenv(containerIDVar)
+	if id == "" {
+		return usageError{containerIDVar + " is required: the id of the container this worker runs (clientId_projectId_userId)"}
+	}
+	if !validContainerID(id) {
+		return usageError{fmt.Sprintf("%s=%q is not a container id (1–%d characters of a-z, 0-9, _ and -)", containerIDVar, id, hermes.MaxContainerIDLen)}
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	if err := checkBackends(cfg); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := logctx.New(stdout, cfg.LogFormat, cfg.LogLevel).With("container", id)
+	store, queues, err := openBackends(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+	c, err := store.GetContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	p, err := store.GetProject(ctx, c.ClientID, c.ProjectID)
+	if err != nil {
+		return fmt.Errorf("project %s/%s of container %s: %w", c.ClientID, c.ProjectID, id, err)
+	}
+	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "workspaces", id))
+	if err != nil {
+		return err
+	}
+	loop := &worker.Loop{
+		Store: store, Queues: queues, ContainerID: id,
+		Workspace:   &worker.Workspace{Dir: dir, Project: p, Log: log},
+		Clock:       hermes.Clock(nil),
+		Log:         log,
+		IdleTimeout: cfg.IdleTimeout,
+	}
+	if err := loop.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// validContainerID reports whether s has the form of hermes.ContainerID:
+// 1–MaxContainerIDLen characters of a-z, 0-9, "_" and "-".
+func validContainerID(s string) bool {
+	if s == "" || len(s) > hermes.MaxContainerIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
