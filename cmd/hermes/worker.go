@@ -40,7 +40,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err := checkBackends(cfg); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	log := logctx.New(stdout, cfg.LogFormat, cfg.LogLevel).With("container", id)
+	log := logctx.New(stdout, cfg.LogFormat, cfg.LogLevel)
 	store, queues, err := openBackends(ctx, cfg)
 	if err != nil {
 		return err

@@ -103,7 +103,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	if l.Store == nil || l.Queues == nil || l.Workspace == nil || l.ContainerID == "" {
 		return errors.New("worker: loop: store, queues, workspace and container id are required")
 	}
-	log := l.log().With("container", l.ContainerID)
+	log := l.log().With("container_id", l.ContainerID)
 	if err := l.Workspace.Prepare(ctx); err != nil {
 		l.finish(ctx, hermes.ContainerError, err.Error())
 		return err
@@ -288,7 +288,7 @@ func (l *Loop) heartbeat(ctx context.Context) error {
 
 func (l *Loop) heartbeatLogged(ctx context.Context) {
 	if err := l.heartbeat(ctx); err != nil && ctx.Err() == nil {
-		l.log().ErrorContext(ctx, "heartbeat", "container", l.ContainerID, "err", err)
+		l.log().ErrorContext(ctx, "heartbeat", "container_id", l.ContainerID, "err", err)
 	}
 }
 
@@ -315,7 +315,7 @@ func (l *Loop) finish(ctx context.Context, status hermes.ContainerStatus, detail
 		return nil
 	})
 	if err != nil {
-		l.log().ErrorContext(ctx, "recording the container's status", "container", l.ContainerID, "status", status, "err", err)
+		l.log().ErrorContext(ctx, "recording the container's status", "container_id", l.ContainerID, "status", status, "err", err)
 	}
 }
 
