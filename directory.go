@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -85,8 +86,8 @@ const (
 const maxNameLen = 200
 
 var (
-	gitRefPattern      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$`)
-	previewPlaceholder = regexp.MustCompile(`\{[^}]*\}`)
+	gitRefPattern      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$`) })
+	previewPlaceholder = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\{[^}]*\}`) })
 	previewNames       = map[string]bool{"{client}": true, "{project}": true, "{thread}": true, "{session}": true, "{user}": true}
 )
 
@@ -150,11 +151,11 @@ func (p *Project) Validate(v *ValidationError, prefix string) {
 	uniqueField(v, prefix+"smsNumbers", p.SMSNumbers)
 	uniqueField(v, prefix+"slackChannels", p.SlackChannels)
 	if t := p.PreviewURLTemplate; t != "" {
-		u, err := url.Parse(previewPlaceholder.ReplaceAllString(t, "x"))
+		u, err := url.Parse(previewPlaceholder().ReplaceAllString(t, "x"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.Add(prefix+"previewUrlTemplate", "must be an absolute http(s) URL")
 		}
-		for _, ph := range previewPlaceholder.FindAllString(t, -1) {
+		for _, ph := range previewPlaceholder().FindAllString(t, -1) {
 			if !previewNames[ph] {
 				v.Add(prefix+"previewUrlTemplate", "unknown placeholder %s (allowed: {client}, {project}, {user}, {thread}, {session})", ph)
 			}
@@ -259,7 +260,7 @@ func validArgv(v *ValidationError, field string, argv []string) {
 }
 
 func validGitRef(s string) bool {
-	return gitRefPattern.MatchString(s) && !strings.Contains(s, "..") && !strings.Contains(s, "//") &&
+	return gitRefPattern().MatchString(s) && !strings.Contains(s, "..") && !strings.Contains(s, "//") &&
 		!strings.HasSuffix(s, "/") && !strings.HasSuffix(s, ".lock") && !strings.HasSuffix(s, ".")
 }
 

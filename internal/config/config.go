@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -122,7 +123,7 @@ type Slack struct {
 // MinAPIKeyLen is the shortest API key accepted in HERMES_API_KEYS.
 const MinAPIKeyLen = 16
 
-var basePathPattern = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+var basePathPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`) })
 
 // Load reads the configuration through getenv and validates it. The error
 // lists every bad variable, one per line.
@@ -172,7 +173,7 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		l.fail("HERMES_LOG_LEVEL", "%q is not one of debug, info, warn, error", lv)
 	}
-	if c.BasePath != "" && (!basePathPattern.MatchString(c.BasePath) || strings.Contains(c.BasePath, "/..")) {
+	if c.BasePath != "" && (!basePathPattern().MatchString(c.BasePath) || strings.Contains(c.BasePath, "/..")) {
 		l.fail("BASE_PATH", "%q must look like /hermes: a leading slash, no trailing slash, URL-safe segments", c.BasePath)
 	}
 	if c.Host != "" && net.ParseIP(c.Host) == nil && c.Host != "localhost" {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/webordinary/hermes"
@@ -15,7 +16,7 @@ import (
 // jobs waiting.
 var errBusy = &httpError{status: http.StatusTooManyRequests, msg: "too many requests are waiting for this editor; try again in a few minutes"}
 
-var messageIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+var messageIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`) })
 
 // messageRequest is the body of POST /api/messages.
 type messageRequest struct {
@@ -49,7 +50,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 	if req.ThreadID != "" && !hermes.ValidTokenID(req.ThreadID) {
 		v.Add("threadId", "%q is not a thread id", req.ThreadID)
 	}
-	if req.MessageID != "" && !messageIDPattern.MatchString(req.MessageID) {
+	if req.MessageID != "" && !messageIDPattern().MatchString(req.MessageID) {
 		v.Add("messageId", "must be 1-128 letters, digits or ._:-")
 	}
 	if err := v.Err(); err != nil {
@@ -101,7 +102,7 @@ func (s *Server) handleSessionMessage(w http.ResponseWriter, r *http.Request) er
 	}
 	var v hermes.ValidationError
 	instructionField(&v, "instruction", req.Instruction)
-	if req.MessageID != "" && !messageIDPattern.MatchString(req.MessageID) {
+	if req.MessageID != "" && !messageIDPattern().MatchString(req.MessageID) {
 		v.Add("messageId", "must be 1-128 letters, digits or ._:-")
 	}
 	if err := v.Err(); err != nil {

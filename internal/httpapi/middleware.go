@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/webordinary/hermes"
@@ -30,7 +31,7 @@ func (s *Server) withBasePath(next http.Handler) http.Handler {
 	})
 }
 
-var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+var requestIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`) })
 
 // withRequestContext gives every request an id (the caller's X-Request-Id
 // when it is well-formed, else a new one), echoes it, puts it on every log
@@ -38,7 +39,7 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 func (s *Server) withRequestContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
-		if !requestIDPattern.MatchString(id) {
+		if !requestIDPattern().MatchString(id) {
 			id = hermes.NewToken()[:20]
 		}
 		h := w.Header()

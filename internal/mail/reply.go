@@ -46,6 +46,7 @@ package mail
 import (
 	"regexp"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -64,18 +65,24 @@ const maxHeaderLen = 300
 
 var (
 	// headerStartRE: the first word of a quote header, English and a few others.
-	headerStartRE = regexp.MustCompile(`^(On|Le|Am|El)\s`)
+	headerStartRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(On|Le|Am|El)\s`) })
 	// headerRE: a whole (joined) quote header.
-	headerRE = regexp.MustCompile(`^(On\s.*wrote\s?|Le\s.*\sa\s+écrit\s?|El\s.*escribió\s?|Am\s.*\sschrieb\s.*):$`)
+	headerRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(On\s.*wrote\s?|Le\s.*\sa\s+écrit\s?|El\s.*escribió\s?|Am\s.*\sschrieb\s.*):$`)
+	})
 	// originalRE: Outlook's marker line above the quoted message.
-	originalRE = regexp.MustCompile(`(?i)^-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|mensaje original)\s*-{2,}$`)
+	originalRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|mensaje original)\s*-{2,}$`)
+	})
 	// fromRE / sentRE: the first fields of an Outlook header block.
-	fromRE = regexp.MustCompile(`^\*?(From|De|Von)\s?:\*?\s`)
-	sentRE = regexp.MustCompile(`^\*?(Sent|Date|Gesendet|Datum|Envoyé)\s?:\*?\s`)
+	fromRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\*?(From|De|Von)\s?:\*?\s`) })
+	sentRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\*?(Sent|Date|Gesendet|Datum|Envoyé)\s?:\*?\s`) })
 	// inlineSentRE: an Outlook header block squeezed onto one line.
-	inlineSentRE = regexp.MustCompile(`\s\*?Sent:\*?\s`)
+	inlineSentRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\s\*?Sent:\*?\s`) })
 	// signOffRE: a "-Name" sign-off of one to three capitalised words.
-	signOffRE = regexp.MustCompile(`^--?\s?\p{Lu}[\p{L}.'’-]*(\s\p{Lu}[\p{L}.'’-]*){0,2}$`)
+	signOffRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^--?\s?\p{Lu}[\p{L}.'’-]*(\s\p{Lu}[\p{L}.'’-]*){0,2}$`)
+	})
 )
 
 // mobilePrefixes start a client signature such as "Sent from my iPhone".
@@ -135,7 +142,7 @@ func markHeaders(lines []string, kinds []kind) int {
 			i += n - 1
 			continue
 		}
-		if (len(t) <= 100 && originalRE.MatchString(t)) || outlookHeader(lines, kinds, i) {
+		if (len(t) <= 100 && originalRE().MatchString(t)) || outlookHeader(lines, kinds, i) {
 			return cutAbove(lines, kinds, i)
 		}
 	}
@@ -146,7 +153,7 @@ func markHeaders(lines []string, kinds []kind) int {
 // header, or 0 if none does.
 func quoteHeaderLen(lines []string, kinds []kind, i int) int {
 	joined := strings.TrimSpace(lines[i])
-	if len(joined) > maxHeaderLen || !headerStartRE.MatchString(joined) {
+	if len(joined) > maxHeaderLen || !headerStartRE().MatchString(joined) {
 		return 0
 	}
 	for n := 1; n <= 3; n++ {
@@ -156,7 +163,7 @@ func quoteHeaderLen(lines []string, kinds []kind, i int) int {
 				return 0
 			}
 			next := strings.TrimSpace(lines[j])
-			if headerStartRE.MatchString(next) {
+			if headerStartRE().MatchString(next) {
 				return 0
 			}
 			joined += " " + next
@@ -164,7 +171,7 @@ func quoteHeaderLen(lines []string, kinds []kind, i int) int {
 				return 0
 			}
 		}
-		if headerRE.MatchString(joined) && strings.ContainsAny(joined, "0123456789") {
+		if headerRE().MatchString(joined) && strings.ContainsAny(joined, "0123456789") {
 			return n
 		}
 	}
@@ -175,14 +182,14 @@ func quoteHeaderLen(lines []string, kinds []kind, i int) int {
 // "Sent: …") starts at line i.
 func outlookHeader(lines []string, kinds []kind, i int) bool {
 	t := strings.TrimSpace(lines[i])
-	if !fromRE.MatchString(prefix(t)) {
+	if !fromRE().MatchString(prefix(t)) {
 		return false
 	}
-	if len(t) <= maxHeaderLen && inlineSentRE.MatchString(t) {
+	if len(t) <= maxHeaderLen && inlineSentRE().MatchString(t) {
 		return true
 	}
 	for j := i + 1; j <= i+3 && j < len(lines) && kinds[j] == text; j++ {
-		if sentRE.MatchString(prefix(strings.TrimSpace(lines[j]))) {
+		if sentRE().MatchString(prefix(strings.TrimSpace(lines[j]))) {
 			return true
 		}
 	}
@@ -262,7 +269,7 @@ func signatureStart(lines []string, kinds []kind, i int) bool {
 		return true // "____" above a mailing-list footer
 	}
 	lastOfParagraph := i+1 == len(lines) || kinds[i+1] != text
-	return l[0] == '-' && lastOfParagraph && signOffRE.MatchString(t)
+	return l[0] == '-' && lastOfParagraph && signOffRE().MatchString(t)
 }
 
 // mobileSignature reports whether t is a client signature such as "Sent

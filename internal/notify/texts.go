@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"unicode"
 	"unicode/utf8"
@@ -62,7 +63,7 @@ func wakeTime(s int) string {
 }
 
 // tokenRE is a conversation token as shown to users, without brackets.
-var tokenRE = regexp.MustCompile(`^ref:[a-z2-7]{8}$`)
+var tokenRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^ref:[a-z2-7]{8}$`) })
 
 // refToken returns the token in its bare form "ref:xxxxxxxx" from
 // "[ref:xxxxxxxx]", "ref:xxxxxxxx" or "xxxxxxxx" (any case), and whether
@@ -76,7 +77,7 @@ func refToken(tok string) (string, bool) {
 	if !strings.HasPrefix(tok, "ref:") {
 		tok = "ref:" + tok
 	}
-	return tok, tokenRE.MatchString(tok)
+	return tok, tokenRE().MatchString(tok)
 }
 
 // previewURL returns u if it is an absolute http or https URL without

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/webordinary/hermes"
@@ -145,12 +146,12 @@ func ignored(ig *Ignored) error {
 	return &hermes.Error{Kind: hermes.Unprocessable, Message: "not a received-mail notification (" + safeName(ig.Type) + ")", Err: ig}
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
+var namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`) })
 
 // safeName returns s when it looks like a type name, so that error messages
 // never carry arbitrary input.
 func safeName(s string) string {
-	if namePattern.MatchString(s) {
+	if namePattern().MatchString(s) {
 		return s
 	}
 	if s == "" {
@@ -161,7 +162,7 @@ func safeName(s string) string {
 
 // messageIDPattern: SES ids are lowercase alphanumerics (about 40); the
 // pattern is looser but keeps dedup keys printable and bounded.
-var messageIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$`)
+var messageIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$`) })
 
 func invalid(format string, args ...any) error { return hermes.Errorf(hermes.Invalid, format, args...) }
 
@@ -281,7 +282,7 @@ func parseSES(data []byte, topicArn string) (*Notification, error) {
 	if m.MessageID == "" {
 		return nil, invalid("the SES notification has no mail.messageId")
 	}
-	if !messageIDPattern.MatchString(m.MessageID) {
+	if !messageIDPattern().MatchString(m.MessageID) {
 		return nil, invalid("mail.messageId is not a valid SES message id")
 	}
 	out := &Notification{

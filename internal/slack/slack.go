@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/webordinary/hermes"
@@ -31,7 +32,7 @@ const (
 // way; older requests are treated as replays.
 const MaxClockSkew = 5 * time.Minute
 
-var timestampPattern = regexp.MustCompile(`^[0-9]{1,12}$`)
+var timestampPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{1,12}$`) })
 
 // Verify checks that body, the raw request body exactly as received, was
 // signed by Slack with signingSecret: X-Slack-Signature must be "v0=" and
@@ -47,7 +48,7 @@ func Verify(signingSecret string, header http.Header, body []byte, now time.Time
 	if ts == "" {
 		return hermes.Errorf(hermes.Unauthorized, "missing %s header", TimestampHeader)
 	}
-	if !timestampPattern.MatchString(ts) {
+	if !timestampPattern().MatchString(ts) {
 		return hermes.Errorf(hermes.Unauthorized, "%s is not a Unix time in seconds", TimestampHeader)
 	}
 	sec, _ := strconv.ParseInt(ts, 10, 64) // 12 digits always fit
@@ -210,8 +211,8 @@ func RetryInfo(h http.Header) (num int, reason string) {
 }
 
 var (
-	markupPattern  = regexp.MustCompile(`<([^<>]*)>`)
-	leadingMention = regexp.MustCompile(`^\s*<@[A-Z0-9]+(?:\|[^<>]*)?>[\s,:]*`)
+	markupPattern  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`<([^<>]*)>`) })
+	leadingMention = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*<@[A-Z0-9]+(?:\|[^<>]*)?>[\s,:]*`) })
 )
 
 // PlainText turns Slack's message markup into plain text: a link
@@ -222,9 +223,9 @@ var (
 // removed.
 func PlainText(text string, stripMention bool) string {
 	if stripMention {
-		text = leadingMention.ReplaceAllString(text, "")
+		text = leadingMention().ReplaceAllString(text, "")
 	}
-	text = markupPattern.ReplaceAllStringFunc(text, func(m string) string {
+	text = markupPattern().ReplaceAllStringFunc(text, func(m string) string {
 		inner := m[1 : len(m)-1]
 		target, label, hasLabel := strings.Cut(inner, "|")
 		switch {

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/webordinary/hermes"
@@ -121,8 +122,8 @@ type Inbound struct {
 }
 
 var (
-	messageSidPattern = regexp.MustCompile(`^(SM|MM)[0-9a-fA-F]{32}$`)
-	accountSidPattern = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
+	messageSidPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(SM|MM)[0-9a-fA-F]{32}$`) })
+	accountSidPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`) })
 )
 
 // ParseInbound reads the form of an inbound-message webhook. It requires a
@@ -161,9 +162,9 @@ func ParseInbound(form url.Values) (*Inbound, error) {
 	switch {
 	case in.MessageSid == "":
 		return nil, hermes.Errorf(hermes.Invalid, "MessageSid is missing")
-	case !messageSidPattern.MatchString(in.MessageSid):
+	case !messageSidPattern().MatchString(in.MessageSid):
 		return nil, hermes.Errorf(hermes.Invalid, "MessageSid is not a Twilio message SID (SM or MM and 32 hex digits)")
-	case in.AccountSid != "" && !accountSidPattern.MatchString(in.AccountSid):
+	case in.AccountSid != "" && !accountSidPattern().MatchString(in.AccountSid):
 		return nil, hermes.Errorf(hermes.Invalid, "AccountSid is not a Twilio account SID (AC and 32 hex digits)")
 	case in.From == "":
 		return nil, hermes.Errorf(hermes.Invalid, "From is missing")
