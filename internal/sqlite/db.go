@@ -114,40 +114,61 @@ func (d *DB) Ping(ctx context.Context) error {
 // each in its own transaction, in version order. Two processes migrating at
 // once serialise on the IMMEDIATE transaction; the second finds the work done.
 func (d *DB) migrate(ctx context.Context) error {
-	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
-		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
-	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return hermes.E("sqlite.migrate", hermes.Internal, err)
 	}
 	sort.Strings(names)
+	// One IMMEDIATE transaction for all pending migrations: a fresh database
+	// is ready after one commit, and two processes migrating at once
+	// serialise, the second finding the work done. Migrations run outside
+	// the statement cache: each runs once.
+	tx, err := d.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
+		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+	}
+	applied := map[int]bool{}
+	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
 	for _, name := range names {
 		base := filepath.Base(name)
 		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
 			return hermes.E("sqlite.migrate", hermes.Internal, fmt.Errorf("migration %s: name must start with a number", base))
 		}
+		if applied[version] {
+			continue
+		}
 		body, err := migrations.ReadFile(name)
 		if err != nil {
 			return hermes.E("sqlite.migrate", hermes.Internal, err)
 		}
-		err = d.tx(ctx, func(tx *txn) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", version).Scan(&n); err != nil || n > 0 {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-				return fmt.Errorf("migration %s: %w", base, err)
-			}
-			_, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-				version, base, time.Now().UnixMilli())
-			return err
-		})
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return hermes.E("sqlite.migrate", hermes.Internal, fmt.Errorf("migration %s: %w", base, err))
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+			version, base, time.Now().UnixMilli()); err != nil {
 			return hermes.E("sqlite.migrate", hermes.Unavailable, err)
 		}
+	}
+	if err := tx.Commit(); err != nil {
+		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
 	}
 	return nil
 }
