@@ -137,7 +137,7 @@ type resultData struct {
 	Token      string
 }
 
-var resultTextTemplate = texttemplate.Must(texttemplate.New("result.txt").Parse(
+var resultTextTemplate = texttemplate.Must(texttemplate.Must(emailTextFrame.Clone()).Parse(
 	`{{.Headline}}
 {{- with .Summary}}
 
@@ -161,20 +161,10 @@ Files changed:
 
 Commit: {{.}}
 {{- end}}
-{{- with .PreviewURL}}
-
-Preview: {{.}}
-{{- end}}
-{{- with .Token}}
-
-Reply to this email to continue the conversation. Reference: {{.}}
-{{- end}}
+{{- template "tail" .}}
 `))
 
-var resultHTMLTemplate = htmltemplate.Must(htmltemplate.New("result.html").Parse(`<!DOCTYPE html>
-<html>
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"></head>
-<body style="margin: 0; padding: 16px; font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 15px; line-height: 1.5; color: #222222;">
+var resultHTMLTemplate = htmltemplate.Must(htmltemplate.Must(emailHTMLFrame.Clone()).Parse(`{{template "head"}}
 <p style="margin: 0 0 12px;">{{.Headline}}</p>
 {{- with .Summary}}
 <div style="margin: 0 0 12px; white-space: pre-wrap;">{{.}}</div>
@@ -196,15 +186,7 @@ var resultHTMLTemplate = htmltemplate.Must(htmltemplate.New("result.html").Parse
 {{- with .Commit}}
 <p style="margin: 0 0 12px;">Commit: <code>{{.}}</code></p>
 {{- end}}
-{{- with .PreviewURL}}
-<p style="margin: 0 0 12px;"><a href="{{.}}">Open the preview</a></p>
-{{- end}}
-{{- with .Token}}
-<p style="margin: 24px 0 0; font-size: 13px; color: #777777;">Reply to this email to continue the conversation. Reference: {{.}}</p>
-{{- end}}
-</body>
-</html>
-`))
+{{- template "tail" .}}`))
 
 // ResultEmail returns the plain-text and HTML bodies of the email reply to
 // a result: the headline (done, interrupted — work saved, plan — nothing

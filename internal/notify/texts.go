@@ -156,7 +156,37 @@ type emailData struct {
 	Token      string // "[ref:xxxxxxxx]"
 }
 
-var ackTextTemplate = texttemplate.Must(texttemplate.New("ack.txt").Parse(
+// The parts every email shares: the HTML document around the body, and
+// the closing lines (preview link, conversation token) of both bodies.
+var (
+	emailTextFrame = texttemplate.Must(texttemplate.New("email.txt").Parse(`{{define "tail"}}
+{{- with .PreviewURL}}
+
+Preview: {{.}}
+{{- end}}
+{{- with .Token}}
+
+Reply to this email to continue the conversation. Reference: {{.}}
+{{- end}}
+{{- end}}`))
+
+	emailHTMLFrame = htmltemplate.Must(htmltemplate.New("email.html").Parse(`{{define "head"}}<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"></head>
+<body style="margin: 0; padding: 16px; font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 15px; line-height: 1.5; color: #222222;">
+{{- end}}{{define "tail"}}
+{{- with .PreviewURL}}
+<p style="margin: 0 0 12px;"><a href="{{.}}">Open the preview</a></p>
+{{- end}}
+{{- with .Token}}
+<p style="margin: 24px 0 0; font-size: 13px; color: #777777;">Reply to this email to continue the conversation. Reference: {{.}}</p>
+{{- end}}
+</body>
+</html>
+{{end}}`))
+)
+
+var ackTextTemplate = texttemplate.Must(texttemplate.Must(emailTextFrame.Clone()).Parse(
 	`{{.Status}}
 {{- if .Excerpt}}
 
@@ -167,20 +197,10 @@ var ackTextTemplate = texttemplate.Must(texttemplate.New("ack.txt").Parse(
 
 You'll get a reply in this thread when it's done.
 {{- end}}
-{{- with .PreviewURL}}
-
-Preview: {{.}}
-{{- end}}
-{{- with .Token}}
-
-Reply to this email to continue the conversation. Reference: {{.}}
-{{- end}}
+{{- template "tail" .}}
 `))
 
-var ackHTMLTemplate = htmltemplate.Must(htmltemplate.New("ack.html").Parse(`<!DOCTYPE html>
-<html>
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"></head>
-<body style="margin: 0; padding: 16px; font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 15px; line-height: 1.5; color: #222222;">
+var ackHTMLTemplate = htmltemplate.Must(htmltemplate.Must(emailHTMLFrame.Clone()).Parse(`{{template "head"}}
 <p style="margin: 0 0 12px;">{{.Status}}</p>
 {{- if .Excerpt}}
 <p style="margin: 0 0 4px;">{{if .Busy}}This request was not queued{{else}}Your request{{end}}{{with .Project}} for <strong>{{.}}</strong>{{end}}:</p>
@@ -189,15 +209,7 @@ var ackHTMLTemplate = htmltemplate.Must(htmltemplate.New("ack.html").Parse(`<!DO
 {{- if not .Busy}}
 <p style="margin: 0 0 12px;">You'll get a reply in this thread when it's done.</p>
 {{- end}}
-{{- with .PreviewURL}}
-<p style="margin: 0 0 12px;"><a href="{{.}}">Open the preview</a></p>
-{{- end}}
-{{- with .Token}}
-<p style="margin: 24px 0 0; font-size: 13px; color: #777777;">Reply to this email to continue the conversation. Reference: {{.}}</p>
-{{- end}}
-</body>
-</html>
-`))
+{{- template "tail" .}}`))
 
 // AckEmail returns the plain-text and HTML bodies of an email
 // acknowledgement: the status sentence, a quoted excerpt of the instruction
