@@ -57,10 +57,6 @@ func (d *DB) GetOutbox(ctx context.Context, id string) (*hermes.OutboxItem, erro
 }
 
 func (d *DB) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit int, after string) ([]*hermes.OutboxItem, string, error) {
-	const op = "sqlite.ListOutbox"
-	if limit < 1 || limit > 1000 {
-		return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "limit must be between 1 and 1000"}
-	}
 	q := strings.Builder{}
 	q.WriteString("SELECT data, raw, created_at, id FROM outbox WHERE 1 = 1")
 	var args []any
@@ -68,33 +64,9 @@ func (d *DB) ListOutbox(ctx context.Context, status hermes.OutboxStatus, limit i
 		q.WriteString(" AND status = ?")
 		args = append(args, string(status))
 	}
-	if err := keysetAfter(&q, &args, after); err != nil {
-		return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "invalid cursor", Err: err}
-	}
-	q.WriteString(" ORDER BY created_at DESC, id DESC LIMIT ?")
-	args = append(args, limit+1)
-	rows, err := d.db.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, "", wrap(op, err)
-	}
-	defer rows.Close()
-	page := []*hermes.OutboxItem{}
-	var last cursor
-	for rows.Next() {
-		var created int64
-		var id string
-		var it *hermes.OutboxItem
-		it, err = scanOutbox(func(dst ...any) error { return rows.Scan(append(dst, &created, &id)...) })
-		if err != nil {
-			return nil, "", wrap(op, err)
-		}
-		if len(page) == limit {
-			return page, last.encode(), nil
-		}
-		page = append(page, it)
-		last = cursor{CreatedAt: created, ID: id}
-	}
-	return page, "", wrap(op, rows.Err())
+	return keysetPage(ctx, d, "sqlite.ListOutbox", &q, args, limit, after, func(rows *sql.Rows, created *int64, id *string) (*hermes.OutboxItem, error) {
+		return scanOutbox(func(dst ...any) error { return rows.Scan(append(dst, created, id)...) })
+	})
 }
 
 func (d *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*hermes.OutboxItem, error) {

@@ -195,10 +195,6 @@ func keysetAfter(q *strings.Builder, args *[]any, s string) error {
 }
 
 func (d *DB) ListSessions(ctx context.Context, clientID string, statuses []hermes.SessionStatus, limit int, after string) ([]*hermes.Session, string, error) {
-	const op = "sqlite.ListSessions"
-	if limit < 1 || limit > 1000 {
-		return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "limit must be between 1 and 1000"}
-	}
 	q := strings.Builder{}
 	q.WriteString("SELECT data, version, created_at, id FROM sessions WHERE client_id = ?")
 	args := []any{clientID}
@@ -208,7 +204,31 @@ func (d *DB) ListSessions(ctx context.Context, clientID string, statuses []herme
 			args = append(args, string(s))
 		}
 	}
-	if err := keysetAfter(&q, &args, after); err != nil {
+	return keysetPage(ctx, d, "sqlite.ListSessions", &q, args, limit, after, func(rows *sql.Rows, created *int64, id *string) (*hermes.Session, error) {
+		var data []byte
+		var version int64
+		if err := rows.Scan(&data, &version, created, id); err != nil {
+			return nil, err
+		}
+		s := new(hermes.Session)
+		if err := json.Unmarshal(data, s); err != nil {
+			return nil, err
+		}
+		s.Version = version
+		return s, nil
+	})
+}
+
+// keysetPage finishes a newest-first list query whose selected columns end
+// with created_at and id: it checks the limit, continues after the cursor,
+// orders and limits, and scans one row more than the page to know whether
+// another page follows.
+func keysetPage[T any](ctx context.Context, d *DB, op string, q *strings.Builder, args []any, limit int, after string,
+	scan func(rows *sql.Rows, created *int64, id *string) (T, error)) ([]T, string, error) {
+	if limit < 1 || limit > 1000 {
+		return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "limit must be between 1 and 1000"}
+	}
+	if err := keysetAfter(q, &args, after); err != nil {
 		return nil, "", &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "invalid cursor", Err: err}
 	}
 	q.WriteString(" ORDER BY created_at DESC, id DESC LIMIT ?")
@@ -218,25 +238,18 @@ func (d *DB) ListSessions(ctx context.Context, clientID string, statuses []herme
 		return nil, "", wrap(op, err)
 	}
 	defer rows.Close()
-	page := []*hermes.Session{}
+	page := []T{}
 	var last cursor
 	for rows.Next() {
-		var data []byte
-		var version, created int64
-		var id string
-		if err := rows.Scan(&data, &version, &created, &id); err != nil {
+		var c cursor
+		v, err := scan(rows, &c.CreatedAt, &c.ID)
+		if err != nil {
 			return nil, "", wrap(op, err)
 		}
 		if len(page) == limit {
 			return page, last.encode(), nil
 		}
-		s := new(hermes.Session)
-		if err := json.Unmarshal(data, s); err != nil {
-			return nil, "", wrap(op, err)
-		}
-		s.Version = version
-		page = append(page, s)
-		last = cursor{CreatedAt: created, ID: id}
+		page, last = append(page, v), c
 	}
 	return page, "", wrap(op, rows.Err())
 }
