@@ -20,7 +20,11 @@ type Client struct {
 }
 
 // Project is one website of a client: a git repository and the addresses
-// its edit requests arrive at.
+// its edit requests arrive at. The worker uses RepoURL, DefaultBranch,
+// Agent, Build (run after each commit; its output directory is published as
+// the thread's preview), BusyPolicy (whether a newer message interrupts the
+// running job) and Push (git push origin thread-{threadId} after each
+// commit, so that the thread's work also lives in the origin).
 type Project struct {
 	ClientID           string    `json:"clientId"`
 	ID                 string    `json:"id"`
@@ -34,7 +38,8 @@ type Project struct {
 	Build              *Build    `json:"build,omitempty"`
 	Agent              Agent     `json:"agent"`
 	BusyPolicy         string    `json:"busyPolicy"`
-	Acknowledge        *bool     `json:"acknowledge"` // nil means true (set by Normalize)
+	Acknowledge        *bool     `json:"acknowledge"`    // nil means true (set by Normalize)
+	Push               bool      `json:"push,omitempty"` // push thread-{threadId} to origin after each commit
 	CreatedAt          time.Time `json:"createdAt"`
 	UpdatedAt          time.Time `json:"updatedAt"`
 }

@@ -95,6 +95,10 @@ const (
 	ResultInterrupted = "interrupted" // a newer message stopped it; partial work was checkpointed
 	ResultPlan        = "plan"        // plan mode: the summary is the proposed plan, nothing changed
 	ResultError       = "error"       // the job could not be applied
+	// ResultStarted is a notice, not a result: the worker has started the
+	// job. It carries version, type, jobId, sessionId, threadId, reply and
+	// startedAt only, and is answered with an event, never with a reply.
+	ResultStarted = "started"
 )
 
 // ReplyContext is where and how the result of a job is answered.
