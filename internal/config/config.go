@@ -39,6 +39,17 @@ type Config struct {
 	IdleTimeout     time.Duration
 	ReaperInterval  time.Duration
 	ShutdownTimeout time.Duration
+	// WorkerBin is the hermes binary the local runner starts as `hermes
+	// worker` (HERMES_WORKER_BIN; this executable when empty).
+	WorkerBin string
+	// ReconcileInterval is how often containers with waiting jobs and no
+	// worker are woken (HERMES_RECONCILE_INTERVAL), the safety net behind
+	// push wakes.
+	ReconcileInterval time.Duration
+	// JobVisibility is how long a worker's job stays hidden from other
+	// receivers without being extended (HERMES_JOB_VISIBILITY); the worker
+	// extends it every half while the job runs.
+	JobVisibility time.Duration
 
 	APIKeys []APIKey // HERMES_API_KEYS
 	JWT     JWTConfig
@@ -134,23 +145,26 @@ func Load(getenv func(string) string) (Config, error) {
 		envVar = "NODE_ENV"
 	}
 	c := Config{
-		Env:             l.oneOf(envVar, "development", "development", "production", "test"),
-		Host:            l.str("HERMES_HOST", ""),
-		Port:            l.port("PORT", 3000),
-		BasePath:        l.str("BASE_PATH", ""),
-		DataDir:         l.str("HERMES_DATA_DIR", "./data"),
-		LogFormat:       l.oneOf("HERMES_LOG_FORMAT", "json", "json", "text"),
-		SessionTTL:      l.duration("SESSION_TTL", 30*time.Minute, time.Second),
-		IdleTimeout:     l.duration("HERMES_IDLE_TIMEOUT", 20*time.Minute, time.Second),
-		ReaperInterval:  l.duration("HERMES_REAPER_INTERVAL", 15*time.Second, 100*time.Millisecond),
-		ShutdownTimeout: l.duration("HERMES_SHUTDOWN_TIMEOUT", 20*time.Second, 0),
-		ProjectsFile:    l.str("HERMES_PROJECTS_FILE", ""),
-		SMTPAddr:        l.str("HERMES_SMTP_ADDR", "127.0.0.1:2525"),
-		Store:           l.oneOf("HERMES_STORE", "sqlite", "sqlite", "dynamodb"),
-		Queue:           l.oneOf("HERMES_QUEUE", "sqlite", "sqlite", "sqs"),
-		Runner:          l.oneOf("HERMES_RUNNER", "local", "local", "ecs"),
-		Mailer:          l.oneOf("HERMES_MAILER", "outbox", "outbox", "smtp", "ses"),
-		FromEmail:       l.str("HERMES_FROM_EMAIL", "hermes@localhost"),
+		Env:               l.oneOf(envVar, "development", "development", "production", "test"),
+		Host:              l.str("HERMES_HOST", ""),
+		Port:              l.port("PORT", 3000),
+		BasePath:          l.str("BASE_PATH", ""),
+		DataDir:           l.str("HERMES_DATA_DIR", "./data"),
+		LogFormat:         l.oneOf("HERMES_LOG_FORMAT", "json", "json", "text"),
+		SessionTTL:        l.duration("SESSION_TTL", 30*time.Minute, time.Second),
+		IdleTimeout:       l.duration("HERMES_IDLE_TIMEOUT", 20*time.Minute, time.Second),
+		ReaperInterval:    l.duration("HERMES_REAPER_INTERVAL", 15*time.Second, 100*time.Millisecond),
+		ShutdownTimeout:   l.duration("HERMES_SHUTDOWN_TIMEOUT", 20*time.Second, 0),
+		WorkerBin:         l.str("HERMES_WORKER_BIN", ""),
+		ReconcileInterval: l.duration("HERMES_RECONCILE_INTERVAL", 15*time.Second, 100*time.Millisecond),
+		JobVisibility:     l.duration("HERMES_JOB_VISIBILITY", 5*time.Minute, time.Second),
+		ProjectsFile:      l.str("HERMES_PROJECTS_FILE", ""),
+		SMTPAddr:          l.str("HERMES_SMTP_ADDR", "127.0.0.1:2525"),
+		Store:             l.oneOf("HERMES_STORE", "sqlite", "sqlite", "dynamodb"),
+		Queue:             l.oneOf("HERMES_QUEUE", "sqlite", "sqlite", "sqs"),
+		Runner:            l.oneOf("HERMES_RUNNER", "local", "local", "ecs"),
+		Mailer:            l.oneOf("HERMES_MAILER", "outbox", "outbox", "smtp", "ses"),
+		FromEmail:         l.str("HERMES_FROM_EMAIL", "hermes@localhost"),
 		Twilio: Twilio{
 			AccountSID: l.str("TWILIO_ACCOUNT_SID", ""),
 			AuthToken:  l.str("TWILIO_AUTH_TOKEN", ""),
