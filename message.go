@@ -69,6 +69,10 @@ const (
 	JobPlan        = "plan"
 	JobExecute     = "execute"
 	JobControl     = "control"
+
+	// ControlDeactivate is the control job that stops a container: the
+	// worker interrupts its job, checkpoints and exits.
+	ControlDeactivate = "deactivate"
 )
 
 // ResultMessage is what an edit container reports for a job, as JSON on its
@@ -99,6 +103,9 @@ const (
 	// job. It carries version, type, jobId, sessionId, threadId, reply and
 	// startedAt only, and is answered with an event, never with a reply.
 	ResultStarted = "started"
+	// ResultProgress is a notice too: the worker's progress note, in
+	// summary. Answered with an event only.
+	ResultProgress = "progress"
 )
 
 // ReplyContext is where and how the result of a job is answered.
@@ -148,18 +155,41 @@ type OutboxItem struct {
 
 // Container is what Hermes knows of one user's edit container on a project.
 type Container struct {
-	ID            string          `json:"containerId"`
-	ClientID      string          `json:"clientId"`
-	ProjectID     string          `json:"projectId"`
-	UserID        string          `json:"userId"`
-	Status        ContainerStatus `json:"status"`
-	Detail        string          `json:"detail,omitempty"` // busy/idle, or why it failed
-	Queues        QueueSet        `json:"queues"`
-	LastHeartbeat *time.Time      `json:"lastHeartbeat"`
-	CreatedAt     time.Time       `json:"createdAt"`
-	UpdatedAt     time.Time       `json:"updatedAt"`
-	Version       int64           `json:"-"`
+	ID        string          `json:"containerId"`
+	ClientID  string          `json:"clientId"`
+	ProjectID string          `json:"projectId"`
+	UserID    string          `json:"userId"`
+	Status    ContainerStatus `json:"status"`
+	Detail    string          `json:"detail,omitempty"` // busy/idle, or why it failed
+	Queues    QueueSet        `json:"queues"`
+	// QueuesState is where the queue set is in its idle clean-up
+	// (internal/lifecycle.QueueCleanup): "" in use, QueuesRetiring,
+	// QueuesDeleting, QueuesDeleted (Queues is then empty, and the router
+	// makes the set again for the next message). QueuesStateAt is when it
+	// got there.
+	QueuesState   string     `json:"queuesState,omitempty"`
+	QueuesStateAt *time.Time `json:"queuesStateAt,omitempty"`
+	LastHeartbeat *time.Time `json:"lastHeartbeat"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
+	Version       int64      `json:"-"`
 }
+
+// Queue-set clean-up states (Container.QueuesState). A container stopped
+// for long with empty queues is marked retiring; a message in the grace
+// period that follows takes it back (the router clears the mark), else the
+// clean-up moves it to deleting, deletes the three queues and marks it
+// deleted. The router answers Unavailable (retry soon) while a clean-up
+// deletes, and makes the set again for a message once it is deleted, or
+// when a clean-up left it deleting for longer than QueuesDeletingTimeout.
+const (
+	QueuesRetiring = "retiring"
+	QueuesDeleting = "deleting"
+	QueuesDeleted  = "deleted"
+	// QueuesDeletingTimeout is how long a clean-up may take to delete a
+	// queue set; after it, the router takes the container back.
+	QueuesDeletingTimeout = time.Minute
+)
 
 // QueueSet names a container's three queues.
 type QueueSet struct {
