@@ -21,6 +21,7 @@ type Store interface {
 	Intake
 	Outbox
 	Containers
+	Approvals
 
 	// Ping checks that the backend answers; it backs /health.
 	Ping(ctx context.Context) error
@@ -210,4 +211,43 @@ type Containers interface {
 	// UpdateContainer is the compare-and-set update of a container, with
 	// the rules of UpdateSession. NotFound if there is none.
 	UpdateContainer(ctx context.Context, id string, fn func(*Container) error) (*Container, error)
+}
+
+// Approvals holds plan approvals (SPEC §7). An approval belongs to a thread
+// and goes with it (DeleteClient removes the client's approvals too). Only
+// the SHA-256 of an approval's token is stored (TokenHash); token hashes
+// are unique.
+type Approvals interface {
+	// PutApproval stores a new approval (Status pending, Version 1). When
+	// an approval with the id exists and is still pending, it replaces its
+	// TokenHash, Plan and ExpiresAt (a plan result delivered again rotates
+	// the token, since the old one cannot be recovered from its hash) and
+	// keeps everything else; the stored approval is returned either way.
+	// NotFound if the thread does not exist; Conflict if the existing
+	// approval is no longer pending, or if another approval holds the token
+	// hash.
+	PutApproval(ctx context.Context, a *Approval) (*Approval, error)
+	// GetApproval returns the approval. NotFound if there is none.
+	GetApproval(ctx context.Context, id string) (*Approval, error)
+	// ApprovalByTokenHash returns the approval whose token hashes to hash,
+	// whatever its status. NotFound if none does.
+	ApprovalByTokenHash(ctx context.Context, hash string) (*Approval, error)
+	// LatestApproval returns the thread's newest approval (by CreatedAt,
+	// then id), whatever its status: a reply such as "approve" answers the
+	// latest plan of its thread. NotFound if the thread has none.
+	LatestApproval(ctx context.Context, threadID string) (*Approval, error)
+	// DecideApproval moves a pending approval to status (approved,
+	// rejected or expired), recording DecidedAt = now and via, and returns
+	// the stored approval. It is a compare-and-set: of concurrent
+	// decisions exactly one wins. Conflict when the approval is not
+	// pending (already decided or expired: read it to see which), and when
+	// approving or rejecting an approval whose ExpiresAt <= now (it stays
+	// pending; Approval.Expired tells the caller); Invalid for another
+	// status, or for expired before ExpiresAt; NotFound if there is none.
+	DecideApproval(ctx context.Context, id string, status ApprovalStatus, via string, now time.Time) (*Approval, error)
+	// CompleteApproval records that an approved or rejected approval's
+	// decision was carried out (DoneAt = now, kept when set already:
+	// idempotent). Conflict if the approval is not decided; NotFound if
+	// there is none.
+	CompleteApproval(ctx context.Context, id string, now time.Time) error
 }

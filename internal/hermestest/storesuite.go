@@ -75,6 +75,7 @@ func StoreSuite(t *testing.T, o StoreOpener) {
 		{"Intake", x.testIntake},
 		{"Outbox", x.testOutbox},
 		{"Containers", x.testContainers},
+		{"Approvals", x.testApprovals}, // storesuite_approvals.go
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -51,6 +51,7 @@ type refDB struct {
 	outbox     map[string]*hermes.OutboxItem
 	claimed    map[string]time.Time // outbox id → end of its claim
 	containers map[string]*hermes.Container
+	approvals  map[string]*hermes.Approval // storesuite_approvals_test.go
 }
 
 // refClaim is the intake record of one channel message.
@@ -73,6 +74,7 @@ func newRefDB() *refDB {
 		outbox:     map[string]*hermes.OutboxItem{},
 		claimed:    map[string]time.Time{},
 		containers: map[string]*hermes.Container{},
+		approvals:  map[string]*hermes.Approval{},
 	}
 }
 
@@ -214,6 +216,11 @@ func (h *refHandle) DeleteClient(ctx context.Context, id string) error {
 	for r, tid := range db.refs {
 		if db.threads[tid] == nil {
 			delete(db.refs, r)
+		}
+	}
+	for aid, a := range db.approvals {
+		if db.threads[a.ThreadID] == nil {
+			delete(db.approvals, aid)
 		}
 	}
 	for sid, s := range db.sessions {
