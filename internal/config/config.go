@@ -35,6 +35,9 @@ type Config struct {
 	LogLevel   slog.Level
 	LogFormat  string // json or text
 	SessionTTL time.Duration
+	// ApprovalTTL is how long a plan's approval link works
+	// (HERMES_APPROVAL_TTL).
+	ApprovalTTL time.Duration
 	// IdleTimeout is how long a container with no work lives on.
 	IdleTimeout     time.Duration
 	ReaperInterval  time.Duration
@@ -152,6 +155,7 @@ func Load(getenv func(string) string) (Config, error) {
 		DataDir:           l.str("HERMES_DATA_DIR", "./data"),
 		LogFormat:         l.oneOf("HERMES_LOG_FORMAT", "json", "json", "text"),
 		SessionTTL:        l.duration("SESSION_TTL", 30*time.Minute, time.Second),
+		ApprovalTTL:       l.duration("HERMES_APPROVAL_TTL", hermes.DefaultApprovalTTL, time.Minute),
 		IdleTimeout:       l.duration("HERMES_IDLE_TIMEOUT", 20*time.Minute, time.Second),
 		ReaperInterval:    l.duration("HERMES_REAPER_INTERVAL", 15*time.Second, 100*time.Millisecond),
 		ShutdownTimeout:   l.duration("HERMES_SHUTDOWN_TIMEOUT", 20*time.Second, 0),

@@ -32,6 +32,7 @@ func TestDefaults(t *testing.T) {
 		{"data dir", c.DataDir, "./data"},
 		{"public url", c.PublicURL, "http://localhost:3000"},
 		{"ttl", c.SessionTTL, 30 * time.Minute},
+		{"approval ttl", c.ApprovalTTL, 24 * time.Hour},
 		{"idle", c.IdleTimeout, 20 * time.Minute},
 		{"smtp", c.SMTPAddr, "127.0.0.1:2525"},
 		{"store", c.Store, "sqlite"},
@@ -57,7 +58,7 @@ func TestDefaults(t *testing.T) {
 
 func TestValues(t *testing.T) {
 	c, err := load(t, map[string]string{
-		"PORT": "8080", "BASE_PATH": "/hermes", "NODE_ENV": "production", "SESSION_TTL": "90s",
+		"PORT": "8080", "BASE_PATH": "/hermes", "NODE_ENV": "production", "SESSION_TTL": "90s", "HERMES_APPROVAL_TTL": "2h",
 		"HERMES_API_KEYS":  "0123456789abcdef=admin, fedcba9876543210=client:amelia",
 		"HERMES_SMTP_ADDR": "off", "SMTP_URL": "smtps://u:p@mail.example.com:465", "HERMES_MAILER": "smtp",
 	})
@@ -65,7 +66,7 @@ func TestValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 8080 || c.BasePath != "/hermes" || c.Env != "production" || c.SessionTTL != 90*time.Second ||
-		c.SMTPAddr != "" || c.SMTPURL.Host != "mail.example.com:465" || c.PublicURL != "http://localhost:8080/hermes" {
+		c.ApprovalTTL != 2*time.Hour || c.SMTPAddr != "" || c.SMTPURL.Host != "mail.example.com:465" || c.PublicURL != "http://localhost:8080/hermes" {
 		t.Fatalf("unexpected config %+v", c)
 	}
 	if len(c.APIKeys) != 2 || !c.APIKeys[0].Scope.Admin || c.APIKeys[1].Scope.ClientID != "amelia" {
@@ -82,6 +83,7 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"port", map[string]string{"PORT": "x"}, []string{"PORT"}},
 		{"several at once", map[string]string{"PORT": "-1", "SESSION_TTL": "0s", "HERMES_LOG_LEVEL": "loud"}, []string{"PORT", "SESSION_TTL", "HERMES_LOG_LEVEL"}},
 		{"env", map[string]string{"HERMES_ENV": "staging"}, []string{"HERMES_ENV"}},
+		{"approval ttl", map[string]string{"HERMES_APPROVAL_TTL": "30s"}, []string{"HERMES_APPROVAL_TTL"}},
 		{"node env", map[string]string{"NODE_ENV": "staging"}, []string{"NODE_ENV"}},
 		{"base path", map[string]string{"BASE_PATH": "/a/../b"}, []string{"BASE_PATH"}},
 		{"base path slash", map[string]string{"BASE_PATH": "/hermes/"}, []string{"BASE_PATH"}},
