@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/events"
 	"github.com/webordinary/hermes/internal/logctx"
 	"github.com/webordinary/hermes/internal/mail"
 	"github.com/webordinary/hermes/internal/notify"
@@ -62,6 +63,10 @@ type Results struct {
 	// Relayed and Dropped count outcomes, for metrics; nil skips.
 	Relayed func(kind string)
 	Dropped func(reason string)
+	// Events, when set, gets an event per relayed result (from its
+	// history entry) and per started or progress notice (events only:
+	// no reply, no history entry).
+	Events events.Publisher
 }
 
 // Run consumes results until ctx ends.
@@ -187,6 +192,10 @@ func (r *Results) handle(ctx context.Context, c *hermes.Container, body []byte) 
 		return nil
 	}
 	now := r.Clock.Now()
+	if m.Type == hermes.ResultStarted || m.Type == hermes.ResultProgress {
+		r.notice(ctx, &m, now)
+		return nil
+	}
 	kind := m.Type
 	if kind == hermes.ResultDone && !m.Success {
 		kind = hermes.KindError
@@ -245,6 +254,9 @@ func (r *Results) handle(ctx context.Context, c *hermes.Container, body []byte) 
 	if err := r.Store.AppendHistory(ctx, entry); err != nil {
 		return fmt.Errorf("relay: recording the result in the history: %w", err)
 	}
+	if e, ok := events.FromHistory(entry); ok && r.Events != nil {
+		r.Events.Publish(sess.ID, e)
+	}
 	r.count(r.Relayed, kind)
 	r.log().InfoContext(ctx, "result relayed", "type", m.Type, "channel", m.Reply.Channel, "reply", it != nil)
 	return nil
@@ -264,14 +276,36 @@ func decodeResult(body []byte, m *hermes.ResultMessage) error {
 		return fmt.Errorf("invalid sessionId %q", m.SessionID)
 	case !hermes.ValidTokenID(m.ThreadID):
 		return fmt.Errorf("invalid threadId %q", m.ThreadID)
-	case !slices.Contains([]string{hermes.ResultDone, hermes.ResultInterrupted, hermes.ResultPlan, hermes.ResultError}, m.Type):
+	case !slices.Contains([]string{hermes.ResultDone, hermes.ResultInterrupted, hermes.ResultPlan, hermes.ResultError,
+		hermes.ResultStarted, hermes.ResultProgress}, m.Type):
 		return fmt.Errorf("unknown type %q", m.Type)
 	case !slices.Contains([]string{hermes.ChannelAPI, hermes.ChannelEmail, hermes.ChannelSMS, hermes.ChannelChat}, m.Reply.Channel):
 		return fmt.Errorf("unknown reply channel %q", m.Reply.Channel)
-	case m.FinishedAt.IsZero():
+	case m.FinishedAt.IsZero() && m.Type != hermes.ResultStarted && m.Type != hermes.ResultProgress:
 		return fmt.Errorf("no finishedAt")
 	}
 	return nil
+}
+
+// notice publishes the event of a started or progress notice; nothing else
+// is recorded (a redelivered notice is published again, which subscribers
+// tolerate: it says what they know).
+func (r *Results) notice(ctx context.Context, m *hermes.ResultMessage, now time.Time) {
+	at := m.StartedAt
+	if m.Type == hermes.ResultProgress || at.IsZero() {
+		at = now
+	}
+	e := events.Event{Type: events.Started, JobID: m.JobID, At: at, Data: map[string]any{}}
+	if m.Type == hermes.ResultProgress {
+		e.Type = events.Progress
+		e.Data["text"] = m.Summary
+	} else {
+		e.ID = events.IDAt(at, hermes.DeriveToken("started", m.JobID))
+	}
+	if r.Events != nil {
+		r.Events.Publish(m.SessionID, e)
+	}
+	r.log().DebugContext(ctx, "result notice", "type", m.Type)
 }
 
 // historyText is what the history shows of a result.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/events"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/logctx"
 )
@@ -89,6 +90,8 @@ type Router struct {
 	// OutboxKick, when set, is called after acknowledgements are queued so
 	// that the deliverer sends them at once.
 	OutboxKick func()
+	// Events, when set, gets a queued event for every job queued.
+	Events events.Publisher
 
 	ensured sync.Map // container id → true once its queue set exists (this process)
 }
@@ -247,6 +250,10 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	// or a redelivery would queue the job again.
 	if err := r.acknowledge(ctx, ack, entry); err != nil {
 		r.log().ErrorContext(ctx, "the instruction was queued but not recorded in the session's history", "job_id", jobID, "err", err)
+	}
+	if e, ok := events.FromHistory(entry); ok && r.Events != nil {
+		e.Data["pending"] = pending
+		r.Events.Publish(sess.ID, e)
 	}
 	r.count(r.Metrics.Routed, m.Channel)
 	r.log().InfoContext(ctx, "message routed", "job_id", jobID, "new_session", created, "pending", pending)
@@ -459,10 +466,13 @@ func (r *Router) ensureContainer(ctx context.Context, p *hermes.Project, userID,
 	}
 	if _, ok := r.ensured.Load(id); ok {
 		c, err := r.Store.GetContainer(ctx, id)
-		if !hermes.IsKind(err, hermes.NotFound) {
-			return c, err
+		switch {
+		case err == nil && c.QueuesState == "":
+			return c, nil
+		case err != nil && !hermes.IsKind(err, hermes.NotFound):
+			return nil, err
 		}
-		r.ensured.Delete(id) // the record went away: make it again
+		r.ensured.Delete(id) // the record went away, or the idle clean-up has its queues: make them again
 	}
 	c, err := r.Store.EnsureContainer(ctx, &hermes.Container{
 		ID: id, ClientID: p.ClientID, ProjectID: p.ID, UserID: userID, Status: hermes.ContainerStopped,
@@ -470,6 +480,11 @@ func (r *Router) ensureContainer(ctx context.Context, p *hermes.Project, userID,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if c.QueuesState != "" {
+		if c, err = r.reclaimQueues(ctx, id, hermes.QueueSetFor(prefix, id), now); err != nil {
+			return nil, err
+		}
 	}
 	tags := map[string]string{"client": p.ClientID, "project": p.ID, "user": userID, "managed-by": "hermes"}
 	if err := r.Queues.CreateQueue(ctx, c.Queues.DLQ, hermes.QueueOptions{Retention: 14 * 24 * time.Hour, Tags: tags}); err != nil {
@@ -484,6 +499,32 @@ func (r *Router) ensureContainer(ctx context.Context, p *hermes.Project, userID,
 		return nil, fmt.Errorf("router: output queue: %w", err)
 	}
 	r.ensured.Store(id, true)
+	return c, nil
+}
+
+// reclaimQueues takes a container's queue set back from the idle clean-up
+// (internal/lifecycle.QueueCleanup) before a job is queued: a retiring
+// mark is cleared, which makes the clean-up leave the set alone, and a
+// deleted set is named again, to be created. While a clean-up is deleting
+// the set, the message is refused as Unavailable (redelivered by its
+// channel, or 503 to an API caller) for the moment it takes, so that a job
+// is never sent to a queue about to be deleted; a clean-up that held the
+// set for longer than hermes.QueuesDeletingTimeout is taken over.
+func (r *Router) reclaimQueues(ctx context.Context, id string, set hermes.QueueSet, now time.Time) (*hermes.Container, error) {
+	c, err := r.Store.UpdateContainer(ctx, id, func(c *hermes.Container) error {
+		if c.QueuesState == hermes.QueuesDeleting && c.QueuesStateAt != nil && now.Sub(*c.QueuesStateAt) < hermes.QueuesDeletingTimeout {
+			return hermes.Errorf(hermes.Unavailable, "the editor's queues are being recycled; try again in a moment")
+		}
+		if c.QueuesState == hermes.QueuesDeleting || c.QueuesState == hermes.QueuesDeleted {
+			c.Queues = set
+		}
+		c.QueuesState, c.QueuesStateAt, c.UpdatedAt = "", nil, now
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("router: taking the queue set back from the clean-up: %w", err)
+	}
+	r.log().InfoContext(ctx, "queue set taken back from the idle clean-up")
 	return c, nil
 }
 
