@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/config"
+	"github.com/webordinary/hermes/internal/local"
 	"github.com/webordinary/hermes/internal/slack"
 	"github.com/webordinary/hermes/internal/smtpout"
 	"github.com/webordinary/hermes/internal/sqlite"
@@ -26,6 +30,48 @@ func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.
 		return nil, nil, fmt.Errorf("store: %w", err)
 	}
 	return db, db, nil // HERMES_QUEUE=sqlite: checkBackends allows nothing else yet
+}
+
+// workerVars are the variables a worker gets from Hermes's environment:
+// the configuration of its store, queues and logs, where its data and
+// previews live, and what its agent needs — never Hermes's API keys or
+// channel secrets. The ECS runner passes the same as task overrides.
+var workerVars = []string{
+	"HERMES_ENV", "NODE_ENV", "HERMES_STORE", "HERMES_QUEUE", "HERMES_LOG_FORMAT", "HERMES_LOG_LEVEL",
+	"HERMES_PUBLIC_URL", "PORT", "BASE_PATH", "HERMES_IDLE_TIMEOUT", "HERMES_JOB_VISIBILITY", "HERMES_CLAUDE_BIN",
+	"AWS_REGION", "DYNAMODB_TABLE_NAME",
+	"PATH", "HOME", "LANG", "TMPDIR", "ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK",
+}
+
+// openRunner returns the container runner: child `hermes worker`
+// processes (HERMES_RUNNER=local).
+func openRunner(cfg config.Config, getenv func(string) string, store hermes.Store, queues hermes.Queues,
+	log *slog.Logger, out io.Writer, clock hermes.Clock, woke func(string, time.Duration)) (*local.Runner, error) {
+	bin := cfg.WorkerBin
+	if bin == "" {
+		exe, err := local.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("the worker binary: %w (set HERMES_WORKER_BIN)", err)
+		}
+		bin = exe
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("HERMES_DATA_DIR: %w", err)
+	}
+	env := append(local.Environ(getenv, workerVars...), "HERMES_DATA_DIR="+dataDir)
+	r := &local.Runner{
+		Store: store, Queues: queues, Command: []string{bin, "worker"}, Env: env,
+		Output: out, Clock: clock, Log: log, StopGrace: cfg.ShutdownTimeout, Woke: woke,
+	}
+	r.Failed = func(ctx context.Context, c *hermes.Container, detail string) {
+		n, err := local.TellWaiting(ctx, queues, clock, c, detail)
+		if err != nil {
+			log.ErrorContext(ctx, "telling the users of a failed container", "container_id", c.ID, "err", err)
+		}
+		log.InfoContext(ctx, "users told that their editor could not start", "container_id", c.ID, "jobs", n)
+	}
+	return r, nil
 }
 
 // openSenders returns the reply transport of each configured channel.

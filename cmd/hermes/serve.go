@@ -34,7 +34,7 @@ import (
 const adminKeyFile = "admin-api-key"
 
 // defaultWakeEstimate is quoted in acknowledgements until wake times are
-// measured.
+// measured (the usual cold start of an edit container).
 const defaultWakeEstimate = 30 * time.Second
 
 // serve runs Hermes until ctx ends, then shuts down in order: stop taking
@@ -114,18 +114,36 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Relayed: func(kind string) { m.ResultsRelayed.WithLabelValues(kind).Inc() },
 		Dropped: func(reason string) { m.ResultsDropped.WithLabelValues(reason).Inc() },
 	}
+	wakes := &metrics.WakeTimes{}
+	runner, err := openRunner(cfg, getenv, store, queues, log, stdout, clock, func(_ string, d time.Duration) {
+		wakes.Observe(d)
+		m.WakeSeconds.Observe(d.Seconds())
+	})
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	rt := &router.Router{
-		Store: store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
+		Runner: runner,
+		Store:  store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
 		Acknowledger: &relay.Acks{FromEmail: cfg.FromEmail}, OutboxKick: deliverer.Kick,
 		QueuePrefix: router.DefaultQueuePrefix, PendingCap: router.DefaultPendingCap,
-		// Until wake times are measured (with the container runner), the
-		// acknowledgement quotes the usual cold start of an edit container.
-		WakeEstimate: func() time.Duration { return defaultWakeEstimate },
+		// The median of the recent measured wake times.
+		WakeEstimate: func() time.Duration {
+			if d, ok := wakes.Estimate(); ok {
+				return d
+			}
+			return defaultWakeEstimate
+		},
 		Metrics: router.Metrics{
 			Routed:  func(ch string) { m.MessagesRouted.WithLabelValues(ch).Inc() },
 			Dropped: func(ch, reason string) { m.MessagesDropped.WithLabelValues(ch, reason).Inc() },
 			Dupes:   func(ch string) { m.MessagesDuplicate.WithLabelValues(ch).Inc() },
 		},
+	}
+	sessions.Hooks.Deactivated = func(ctx context.Context, s *hermes.Session) {
+		if _, err := rt.ReleaseContainer(ctx, s); err != nil {
+			log.ErrorContext(ctx, "stopping the container of a deactivated session", "session_id", s.ID, "container_id", s.ContainerID, "err", err)
+		}
 	}
 	email := &emailin.Intake{
 		Router: rt, Store: store, Policy: cfg.SESPolicy, Log: log,
@@ -181,6 +199,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	wg.Go(func() { reaper.Run(logctx.With(loops, slog.String("loop", "reaper"))) })
 	wg.Go(func() { deliverer.Run(logctx.With(loops, slog.String("loop", "outbox"))) })
 	wg.Go(func() { results.Run(logctx.With(loops, slog.String("loop", "results"))) })
+	wg.Go(func() {
+		runner.RunReconcile(logctx.With(loops, slog.String("loop", "reconcile")), cfg.ReconcileInterval)
+	})
 	if cfg.EmailQueueURL != "" {
 		if err := queues.CreateQueue(ctx, cfg.EmailQueueURL, hermes.QueueOptions{MaxReceives: 0}); err != nil {
 			return fmt.Errorf("EMAIL_QUEUE_URL: %w", err)
@@ -210,6 +231,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
+		runner.Close(context.WithoutCancel(ctx))
 		stopLoops()
 		wg.Wait()
 		return fmt.Errorf("http server: %w", err)
@@ -234,6 +256,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		})
 	}
 	intake.Wait()
+	// The workers checkpoint and exit; their last results stay queued for
+	// the next start if the relay does not get to them first.
+	runner.Close(shutdownCtx)
 	stopLoops()
 	wg.Wait()
 	log.Info("stopped")

@@ -25,6 +25,10 @@ const MaxInstructionBytes = 32 << 10
 type Hooks struct {
 	Created func()
 	Expired func(reason string)
+	// Deactivated is called after a session moves to draining by
+	// Deactivate (not again for a repeated deactivate): the container is
+	// released there.
+	Deactivated func(ctx context.Context, s *hermes.Session)
 }
 
 // Sessions opens, renews and ends edit sessions.
@@ -175,6 +179,9 @@ func (s *Sessions) Deactivate(ctx context.Context, id string) (*hermes.Session, 
 		return nil, fmt.Errorf("lifecycle.Deactivate: %w", err)
 	}
 	s.log(ctx).InfoContext(ctx, "session draining", "session_id", id)
+	if s.Hooks.Deactivated != nil {
+		s.Hooks.Deactivated(ctx, sess)
+	}
 	if s.Kick != nil {
 		s.Kick()
 	}

@@ -33,6 +33,7 @@ type Metrics struct {
 	RepliesFailed *prometheus.CounterVec // channel
 
 	ResultsRelayed *prometheus.CounterVec // kind: result, error, interrupted, plan
+	WakeSeconds    prometheus.Histogram   // wake requested → the worker's first heartbeat
 	ResultsDropped *prometheus.CounterVec // reason
 }
 
@@ -97,7 +98,12 @@ func New(store hermes.Sessions, log *slog.Logger) *Metrics {
 		Name: "hermes_results_dropped_total",
 		Help: "Container results dropped (malformed, unknown session, mismatch, gave up), by reason.",
 	}, []string{"reason"})
-	reg.MustRegister(m.RepliesSent, m.RepliesFailed, m.ResultsRelayed, m.ResultsDropped)
+	m.WakeSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "hermes_container_wake_seconds",
+		Help:    "Time from a container's wake to its worker's first heartbeat (the wait quoted in acknowledgements).",
+		Buckets: []float64{.05, .1, .15, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+	})
+	reg.MustRegister(m.RepliesSent, m.RepliesFailed, m.ResultsRelayed, m.ResultsDropped, m.WakeSeconds)
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.SessionsCreated, m.SessionsExpired, m.Panics,
 		m.MessagesRouted, m.MessagesDropped, m.MessagesDuplicate, m.MessagesRejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
