@@ -234,11 +234,14 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	if m.Subject != "" {
 		entry.Meta["subject"] = m.Subject
 	}
+	woke := false
 	if r.Runner != nil && !running {
 		if err := r.Runner.Wake(ctx, container); err != nil {
 			// The job is durable on its queue; the reconcile loop wakes the
 			// container later.
 			r.log().WarnContext(ctx, "waking the container failed; the job waits on its queue", "err", err)
+		} else {
+			woke = true
 		}
 	}
 	ack := Ack{Project: project, Thread: thread, Session: sess, JobID: jobID, Reply: reply, Text: m.Text,
@@ -254,6 +257,10 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	if e, ok := events.FromHistory(entry); ok && r.Events != nil {
 		e.Data["pending"] = pending
 		r.Events.Publish(sess.ID, e)
+	}
+	if woke && r.Events != nil {
+		r.Events.Publish(sess.ID, events.Event{ID: events.NewID(now), Type: events.Waking, SessionID: sess.ID, JobID: jobID,
+			Data: map[string]any{"containerId": containerID}, At: now})
 	}
 	r.count(r.Metrics.Routed, m.Channel)
 	r.log().InfoContext(ctx, "message routed", "job_id", jobID, "new_session", created, "pending", pending)
