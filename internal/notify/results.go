@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	texttemplate "text/template"
+	"time"
 	"unicode"
 
 	"github.com/webordinary/hermes"
@@ -22,6 +23,36 @@ type Result struct {
 	PreviewURL   string // http(s) only; anything else is left out
 	Error        string // why it failed
 	Token        string // conversation token, "[ref:xxxxxxxx]" or bare
+	// ApprovalURL is a plan's approval page (http(s) only; a plan without
+	// one can still be approved by a reply), and ApprovalValidFor how long
+	// the link works.
+	ApprovalURL      string
+	ApprovalValidFor time.Duration
+}
+
+// approvalURL is the approval link of a plan, or "".
+func (r Result) approvalURL() string {
+	if r.Type != hermes.ResultPlan {
+		return ""
+	}
+	return previewURL(r.ApprovalURL)
+}
+
+// validFor words how long an approval link works: "24 hours", "90
+// minutes", "2 days"; "" when unknown.
+func validFor(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d%(24*time.Hour) == 0 && d > 24*time.Hour:
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+	case d%time.Hour == 0:
+		if d == time.Hour {
+			return "1 hour"
+		}
+		return strconv.Itoa(int(d/time.Hour)) + " hours"
+	}
+	return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
 }
 
 // Limits of what a result reply shows.
@@ -135,6 +166,10 @@ type resultData struct {
 	Commit     string
 	PreviewURL string
 	Token      string
+	// A plan's approval: the page, how long it works, and whether a reply
+	// can decide (not on the API channel).
+	ApprovalURL string
+	ValidFor    string
 }
 
 var resultTextTemplate = texttemplate.Must(texttemplate.Must(emailTextFrame.Clone()).Parse(
@@ -161,6 +196,12 @@ Files changed:
 
 Commit: {{.}}
 {{- end}}
+{{- with .ApprovalURL}}
+
+Approve or reject the plan here: {{.}}
+Or reply "approve" or "reject" to this email.
+{{- with $.ValidFor}} The link works for {{.}}.{{end}}
+{{- end}}
 {{- template "tail" .}}
 `))
 
@@ -186,6 +227,11 @@ var resultHTMLTemplate = htmltemplate.Must(htmltemplate.Must(emailHTMLFrame.Clon
 {{- with .Commit}}
 <p style="margin: 0 0 12px;">Commit: <code>{{.}}</code></p>
 {{- end}}
+{{- with .ApprovalURL}}
+<p style="margin: 0 0 12px;"><a href="{{.}}" style="display: inline-block; padding: 8px 16px; background: #1a56db; color: #ffffff; text-decoration: none; border-radius: 4px;">Review the plan: approve or reject</a></p>
+<p style="margin: 0 0 12px;">Or reply &#34;approve&#34; or &#34;reject&#34; to this email.
+{{- with $.ValidFor}} The link works for {{.}}.{{end}}</p>
+{{- end}}
 {{- template "tail" .}}`))
 
 // ResultEmail returns the plain-text and HTML bodies of the email reply to
@@ -194,8 +240,9 @@ var resultHTMLTemplate = htmltemplate.Must(htmltemplate.Must(emailHTMLFrame.Clon
 // most 4000 characters, line breaks kept), the error of a failure (one
 // line, at most 300 characters), the files changed (at most 20, then "… and
 // N more"), the commit (shortened to 12 hexadecimal digits; anything else
-// is left out), the preview link, and the footer with the conversation
-// token. Every value is escaped in the HTML body. A token that is not a
+// is left out), the preview link, for a plan its approval link (with "or
+// reply approve or reject" and how long the link works), and the footer
+// with the conversation token. Every value is escaped in the HTML body. A token that is not a
 // conversation token gives an hermes.Invalid error.
 func ResultEmail(r Result) (text, html string, err error) {
 	tok, ok := refToken(r.Token)
@@ -207,6 +254,9 @@ func ResultEmail(r Result) (text, html string, err error) {
 		Summary:    multiline(r.Summary, resultSummaryLen),
 		Commit:     shortCommit(r.Commit),
 		PreviewURL: previewURL(r.PreviewURL),
+	}
+	if d.ApprovalURL = r.approvalURL(); d.ApprovalURL != "" {
+		d.ValidFor = validFor(r.ApprovalValidFor)
 	}
 	if r.failed() {
 		d.Error = excerpt(r.Error, resultErrorLen, "…")
@@ -227,7 +277,10 @@ func ResultEmail(r Result) (text, html string, err error) {
 
 // ResultSMS returns the SMS reply to a result in one GSM-7 segment (at most
 // 160 septets, GSM-7 characters only, folded as in AckSMS):
-// "{Project}: {status} {excerpt} {preview} ref:xxxxxxxx". The preview link
+// "{Project}: {status} {excerpt} {preview} ref:xxxxxxxx"; a plan has
+// "Reply approve or reject, or open {approval link}" instead of the
+// preview (shortened to "Approve or reject: {link}" when room is short,
+// after the project name is left out). The link
 // is kept whenever it fits (and is written in GSM-7); the excerpt — the
 // summary, or the error of a failure — takes the room that is left and is
 // cut with "..."; the project name and then the token are left out when
@@ -235,6 +288,10 @@ func ResultEmail(r Result) (text, html string, err error) {
 func ResultSMS(r Result) string {
 	status := toGSM7(r.smsStatus())
 	link := previewURL(r.PreviewURL)
+	plan := false
+	if a := r.approvalURL(); a != "" {
+		link, plan = a, true
+	}
 	if l, clean := toGSM7Clean(link); !clean || l != link {
 		link = ""
 	}
@@ -245,6 +302,9 @@ func ResultSMS(r Result) string {
 	linkPart := ""
 	if link != "" {
 		linkPart = " " + link
+		if plan {
+			linkPart = " Reply approve or reject, or open " + link
+		}
 	}
 	project, clean := toGSM7Clean(oneLine(r.ProjectName))
 	prefix := ""
@@ -257,6 +317,9 @@ func ResultSMS(r Result) string {
 	fits := func() bool { return septets(prefix+status+linkPart+tokPart) <= SMSMaxSeptets }
 	if !fits() {
 		prefix = ""
+	}
+	if !fits() && plan {
+		linkPart = " Approve or reject: " + link
 	}
 	if !fits() {
 		tokPart = ""
@@ -315,6 +378,12 @@ func ResultChat(r Result) string {
 	}
 	if len(extra) > 0 {
 		b.WriteString("\n" + strings.Join(extra, " · "))
+	}
+	if u := r.approvalURL(); u != "" && !strings.ContainsAny(u, "|<>") {
+		b.WriteString("\n<" + slackEscape(u) + "|Review the plan> to approve or reject it, or reply `approve` or `reject` in this thread.")
+		if v := validFor(r.ApprovalValidFor); v != "" {
+			b.WriteString(" The link works for " + v + ".")
+		}
 	}
 	return b.String()
 }

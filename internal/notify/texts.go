@@ -27,6 +27,30 @@ type Ack struct {
 	Busy        bool   // over the tenant's pending-job cap: not queued, try again later
 	Token       string // conversation token, "[ref:xxxxxxxx]" (mail.FormatToken) or bare
 	PreviewURL  string // http(s) only; anything else is left out
+	// Approval words the acknowledgement of a plan-approval step (SPEC
+	// §7): AckPlan, AckApproved, AckRejected, AckAlreadyApproved,
+	// AckAlreadyRejected or AckExpired; "" for an ordinary instruction.
+	Approval string
+}
+
+// Plan-approval steps an acknowledgement can word (Ack.Approval).
+const (
+	AckPlan            = "plan"             // the instruction runs as a plan first
+	AckApproved        = "approved"         // the plan was approved: it runs now
+	AckRejected        = "rejected"         // the plan was rejected: nothing changes
+	AckAlreadyApproved = "already-approved" // an answer to a plan decided before
+	AckAlreadyRejected = "already-rejected"
+	AckExpired         = "expired" // an answer to a plan whose approval expired
+)
+
+// final reports whether nothing more follows the acknowledgement (no job
+// was queued).
+func (a Ack) final() bool {
+	switch a.Approval {
+	case AckRejected, AckAlreadyApproved, AckAlreadyRejected, AckExpired:
+		return true
+	}
+	return a.Busy
 }
 
 // Status sentences. The order of precedence is Busy, Queued, waking
@@ -39,6 +63,26 @@ const (
 
 // status returns the first sentence of every acknowledgement.
 func (a Ack) status() string {
+	switch a.Approval {
+	case AckPlan:
+		return "Got it — this is a large or destructive change, so your editor will first propose a plan. Nothing changes until you approve it."
+	case AckRejected:
+		return "OK — the plan is rejected and nothing was changed."
+	case AckAlreadyApproved:
+		return "That plan was approved already; the change is on its way or done."
+	case AckAlreadyRejected:
+		return "That plan was rejected already, so nothing was changed. Send your request again for a new plan."
+	case AckExpired:
+		return "That plan has expired and nothing was changed. Send your request again for a new plan."
+	case AckApproved:
+		switch {
+		case a.Queued:
+			return "Approved — queued behind your current request."
+		case a.WakeSeconds > 0:
+			return "Approved — your editor is waking up, usually about " + wakeTime(a.WakeSeconds) + "."
+		}
+		return "Approved — working on it now."
+	}
 	switch {
 	case a.Busy:
 		return busyText
@@ -152,6 +196,8 @@ type emailData struct {
 	Project    string
 	Excerpt    string
 	Busy       bool
+	Final      bool // nothing follows: no "you'll get a reply" line
+	Plan       bool // a plan follows, not a result
 	PreviewURL string
 	Token      string // "[ref:xxxxxxxx]"
 }
@@ -193,7 +239,10 @@ var ackTextTemplate = texttemplate.Must(texttemplate.Must(emailTextFrame.Clone()
 {{if .Busy}}This request was not queued{{else}}Your request{{end}}{{with .Project}} for {{.}}{{end}}:
 "{{.Excerpt}}"
 {{- end}}
-{{- if not .Busy}}
+{{- if .Plan}}
+
+You'll get the plan in this thread, with a link to approve or reject it.
+{{- else if not .Final}}
 
 You'll get a reply in this thread when it's done.
 {{- end}}
@@ -206,7 +255,9 @@ var ackHTMLTemplate = htmltemplate.Must(htmltemplate.Must(emailHTMLFrame.Clone()
 <p style="margin: 0 0 4px;">{{if .Busy}}This request was not queued{{else}}Your request{{end}}{{with .Project}} for <strong>{{.}}</strong>{{end}}:</p>
 <blockquote style="margin: 0 0 12px; padding: 0 0 0 12px; border-left: 3px solid #cccccc; color: #555555;">{{.Excerpt}}</blockquote>
 {{- end}}
-{{- if not .Busy}}
+{{- if .Plan}}
+<p style="margin: 0 0 12px;">You'll get the plan in this thread, with a link to approve or reject it.</p>
+{{- else if not .Final}}
 <p style="margin: 0 0 12px;">You'll get a reply in this thread when it's done.</p>
 {{- end}}
 {{- template "tail" .}}`))
@@ -229,6 +280,8 @@ func AckEmail(a Ack) (text, html string, err error) {
 		Project:    oneLine(a.ProjectName),
 		Excerpt:    excerpt(a.Instruction, emailExcerptLen, "…"),
 		Busy:       a.Busy,
+		Final:      a.final(),
+		Plan:       a.Approval == AckPlan,
 		PreviewURL: previewURL(a.PreviewURL),
 	}
 	if tok != "" {
