@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode"
@@ -16,25 +15,48 @@ import (
 
 // Limits of what a result carries.
 const (
-	MaxSummary    = 4 << 10 // bytes of the agent's standard output kept as the summary
-	MaxErrorTail  = 2 << 10 // bytes of the agent's standard error kept in a failure
+	MaxSummary    = 4 << 10 // bytes of the agent's output kept as the summary
+	MaxErrorTail  = 2 << 10 // bytes of the agent's (or build's) standard error kept in a failure
 	maxSubject    = 72      // runes of a commit subject
-	maxStdoutRead = 64 << 10
+	maxStdoutRead = 1 << 20
 )
 
-// checkpointTimeout bounds the WIP commit made after the job's context ended.
-const checkpointTimeout = 30 * time.Second
+// gitTimeout bounds the git work of a job (checkout, commit, reset). Git
+// runs on a context that a cancelled job does not cancel: a git command
+// killed half way could leave the checkout locked.
+const gitTimeout = 2 * time.Minute
 
-// Apply runs the job's instruction with the project's command agent on the
-// thread's branch and commits every change, and returns the result to report.
+// ErrInterrupted is the cause (context.Cause) with which the Loop cancels
+// a running job when a newer job interrupts it. Apply then reports a
+// hermes.ResultInterrupted result.
+var ErrInterrupted = errors.New("worker: interrupted by a newer job")
+
+// Notes of interrupted results.
+const (
+	noteInterrupted      = "Interrupted by a newer instruction before finishing. The partial work is saved as a checkpoint commit on the thread's branch, and the newer instruction runs on top of it."
+	noteInterruptedBuild = "Interrupted by a newer instruction while building the preview. The change itself is committed; the preview is rebuilt after the newer instruction."
+	noteInterruptedPlan  = "Interrupted by a newer instruction before the plan was ready. Nothing was changed."
+)
+
+// Apply runs the job with the project's agent on the thread's branch and
+// returns the result to report.
+//
+// An instruction job runs the agent, commits every change ("WIP: …" when
+// the agent failed or was stopped), then — when the agent succeeded — runs
+// the project's build and publishes the preview, and pushes the branch when
+// the project says so. An execute job does the same with the approved plan
+// (job.Plan) in the agent's prompt. A plan job runs the agent in plan mode
+// and then discards whatever changed: its result (hermes.ResultPlan) has the
+// plan as summary and no commit.
 //
 // The result's type is hermes.ResultDone when the agent ran (Success says
-// whether it exited 0; on failure the partial changes are committed as
-// "WIP: …"), hermes.ResultInterrupted when ctx was cancelled (the agent's
-// process group is killed and its partial work committed as "WIP: …"), and
-// hermes.ResultError when the job cannot be applied at all (invalid ids, an
-// unsupported agent or job type). A non-nil error, with a nil result, means
-// the workspace itself failed (git): the job may succeed when retried.
+// whether the change was applied, built and published), hermes.ResultPlan
+// for a plan, hermes.ResultInterrupted when ctx was cancelled with the
+// cause ErrInterrupted or by its parent (the agent's process group is
+// stopped and its partial work committed), and hermes.ResultError when the
+// job cannot be applied at all (invalid ids, an unsupported agent or job
+// type, a failed plan). A non-nil error, with a nil result, means the
+// workspace itself failed (git): the job may succeed when retried.
 func (w *Workspace) Apply(ctx context.Context, job *hermes.Job) (*hermes.ResultMessage, error) {
 	if job == nil {
 		return nil, errors.New("worker: apply: nil job")
@@ -45,35 +67,42 @@ func (w *Workspace) Apply(ctx context.Context, job *hermes.Job) (*hermes.ResultM
 		StartedAt: time.Now().UTC(),
 		Result:    hermes.Result{JobID: job.ID},
 	}
-	text, problem := w.check(job)
+	prompt, problem := w.check(job)
 	if problem != "" {
 		return failed(res, problem), nil
 	}
 	branch := BranchName(job.ThreadID)
 	res.Branch = branch
-	if err := w.Checkout(ctx, job.ThreadID); err != nil {
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
+	defer cancel()
+	if err := w.Checkout(gctx, job.ThreadID); err != nil {
 		return nil, err
 	}
-	log := w.log().With("job", job.ID, "thread", job.ThreadID, "branch", branch)
-	log.InfoContext(ctx, "running the agent")
-	run := w.runAgent(ctx, job, text)
-	res.Summary = run.summary
+	log := w.log().With("job", job.ID, "type", job.Type, "thread", job.ThreadID, "branch", branch)
+	plan := job.Type == hermes.JobPlan
+	log.InfoContext(ctx, "running the agent", "agent", w.Project.Agent.Kind, "plan", plan)
+	run := w.runAgent(ctx, job, prompt, plan)
+	interrupted := ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted)
+	if plan {
+		return w.finishPlan(ctx, gctx, res, run, interrupted)
+	}
 
-	subject := subjectOf(text)
+	subject := subjectOf(job.Instruction)
+	if strings.TrimSpace(job.Instruction) == "" {
+		subject = subjectOf(job.Plan)
+	}
 	body := "Job: " + job.ID
 	if run.summary != "" {
 		body += "\n\n" + run.summary
 	}
-	gctx := ctx
-	if ctx.Err() != nil {
-		// Checkpoint even though the job's context has ended.
-		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
-		defer cancel()
-		gctx = c
-	}
+	res.Summary = run.summary
 	switch {
 	case run.err == nil:
 		res.Success = true
+	case interrupted:
+		subject = "WIP: " + subject
+		res.Type, res.Interrupted, res.Summary = hermes.ResultInterrupted, true, noteInterrupted
+		body += "\n\nInterrupted by a newer instruction; this is its partial work."
 	case ctx.Err() != nil:
 		subject = "WIP: " + subject
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -96,13 +125,66 @@ func (w *Workspace) Apply(ctx context.Context, job *hermes.Job) (*hermes.ResultM
 		return nil, fmt.Errorf("worker: committing the changes of job %s: %w", job.ID, err)
 	}
 	res.Commit, res.FilesChanged = hash, files
+	if res.Success {
+		w.buildAndPublish(ctx, job, res)
+	}
+	if w.Project.Push {
+		w.pushBranch(ctx, log, res)
+	}
 	res.FinishedAt = time.Now().UTC()
-	log.InfoContext(ctx, "job finished", "success", res.Success, "type", res.Type, "commit", hash, "files", len(files))
+	log.InfoContext(ctx, "job finished", "success", res.Success, "result", res.Type, "commit", hash, "files", len(files), "preview", res.PreviewURL != "")
 	return res, nil
 }
 
-// check validates the job and the project's agent, and returns the text for
-// the agent or why the job cannot be applied.
+// finishPlan discards whatever the agent changed in plan mode and describes
+// the plan.
+func (w *Workspace) finishPlan(ctx, gctx context.Context, res *hermes.ResultMessage, run agentRun, interrupted bool) (*hermes.ResultMessage, error) {
+	if err := w.discard(gctx); err != nil {
+		return nil, fmt.Errorf("worker: discarding the changes of plan job %s: %w", res.JobID, err)
+	}
+	switch {
+	case interrupted || ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+		res.Type, res.Interrupted, res.Summary = hermes.ResultInterrupted, true, noteInterruptedPlan
+	case run.err != nil:
+		msg := "the agent could not make a plan: " + run.err.Error()
+		if run.stderr != "" {
+			msg += ": " + run.stderr
+		}
+		return failed(res, msg), nil
+	case strings.TrimSpace(run.summary) == "":
+		return failed(res, "the agent proposed no plan"), nil
+	default:
+		res.Type, res.Success, res.Summary = hermes.ResultPlan, true, run.summary
+	}
+	res.FinishedAt = time.Now().UTC()
+	w.log().InfoContext(ctx, "plan job finished", "job", res.JobID, "result", res.Type)
+	return res, nil
+}
+
+// pushBranch pushes the thread's branch; a failure is reported in the
+// result's error, and the commit stays.
+func (w *Workspace) pushBranch(ctx context.Context, log *slog.Logger, res *hermes.ResultMessage) {
+	timeout := orDefault(w.PushTimeout, DefaultPushTimeout)
+	if ctx.Err() != nil {
+		timeout = min(timeout, 20*time.Second) // stopping: push the checkpoint quickly, or not at all
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := w.push(pctx, res.Branch); err != nil {
+		log.ErrorContext(ctx, "pushing the thread's branch", "err", err)
+		msg := "pushing " + res.Branch + " to the repository failed (the commit is kept in the workspace): " + err.Error()
+		if res.Error == "" {
+			res.Error = msg
+		} else {
+			res.Error += "; " + msg
+		}
+		return
+	}
+	log.InfoContext(ctx, "pushed the thread's branch")
+}
+
+// check validates the job and the project's agent, and returns the prompt
+// for the agent or why the job cannot be applied.
 func (w *Workspace) check(job *hermes.Job) (string, string) {
 	switch {
 	case job.Version != hermes.JobVersion:
@@ -118,13 +200,13 @@ func (w *Workspace) check(job *hermes.Job) (string, string) {
 	}
 	text := job.Instruction
 	switch job.Type {
-	case hermes.JobInstruction:
+	case hermes.JobInstruction, hermes.JobPlan:
 	case hermes.JobExecute:
-		if text == "" {
-			text = job.Plan
-		}
+		text = executePrompt(job.Plan, job.Instruction)
+	case hermes.JobControl:
+		return "", "control jobs are carried out by the worker's loop, not applied"
 	default:
-		return "", fmt.Sprintf("job type %q is not supported yet by this worker", job.Type)
+		return "", fmt.Sprintf("job type %q is not supported by this worker", job.Type)
 	}
 	if strings.TrimSpace(text) == "" {
 		return "", "the job has no instruction"
@@ -135,11 +217,23 @@ func (w *Workspace) check(job *hermes.Job) (string, string) {
 			return "", "the project's command agent has no command"
 		}
 	case hermes.AgentClaude:
-		return "", "the claude agent is not supported yet by this worker"
 	default:
 		return "", fmt.Sprintf("unknown agent kind %q", a.Kind)
 	}
 	return text, ""
+}
+
+// executePrompt is the prompt of an execute job: the approved plan and the
+// request it answers.
+func executePrompt(plan, instruction string) string {
+	plan, instruction = strings.TrimSpace(plan), strings.TrimSpace(instruction)
+	switch {
+	case plan == "":
+		return instruction
+	case instruction == "":
+		return "Carry out this approved plan:\n\n" + plan + "\n"
+	}
+	return "Carry out this approved plan:\n\n" + plan + "\n\nOriginal request: " + instruction + "\n"
 }
 
 func failed(res *hermes.ResultMessage, msg string) *hermes.ResultMessage {
@@ -170,112 +264,4 @@ func subjectOf(text string) string {
 		return "Apply instruction"
 	}
 	return line
-}
-
-// agentRun is what came of running the agent.
-type agentRun struct {
-	summary string // standard output, trimmed and capped
-	stderr  string // the tail of standard error, trimmed and capped
-	err     error  // nil: exit status 0
-}
-
-// runAgent runs the command agent in the checkout: argv without a shell,
-// the instruction on stdin and in HERMES_INSTRUCTION, a minimal environment,
-// its own process group, killed (TERM, then KILL after KillGrace) when ctx ends.
-func (w *Workspace) runAgent(ctx context.Context, job *hermes.Job, text string) agentRun {
-	argv := w.Project.Agent.Command
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = w.Dir
-	cmd.Stdin = strings.NewReader(text)
-	cmd.Env = agentEnv(job, text)
-	stdout := &capped{max: maxStdoutRead}
-	stderr := &capped{max: MaxErrorTail, tail: true}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	grace := w.KillGrace
-	if grace <= 0 {
-		grace = DefaultKillGrace
-	}
-	killGroup := setProcessGroup(cmd)
-	cmd.WaitDelay = grace
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		killGroup() // whatever outlived the grace period
-	}
-	run := agentRun{summary: capUTF8(strings.TrimSpace(stdout.String()), MaxSummary), stderr: strings.TrimSpace(stderr.String())}
-	if err != nil {
-		if code := exitCode(err); code >= 0 && ctx.Err() == nil {
-			run.err = fmt.Errorf("the agent exited with status %d", code)
-		} else {
-			run.err = fmt.Errorf("running the agent: %w", err)
-		}
-	}
-	return run
-}
-
-// agentEnv is the agent's environment: PATH, HOME and LANG of the worker
-// and the job's HERMES_* variables.
-func agentEnv(job *hermes.Job, text string) []string {
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = "/usr/local/bin:/usr/bin:/bin"
-	}
-	env := []string{"PATH=" + path}
-	for _, k := range []string{"HOME", "LANG"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return append(env,
-		"HERMES_INSTRUCTION="+strings.ReplaceAll(text, "\x00", ""),
-		"HERMES_JOB_ID="+job.ID,
-		"HERMES_THREAD_ID="+job.ThreadID,
-		"HERMES_SESSION_ID="+job.SessionID,
-		"HERMES_CLIENT_ID="+job.ClientID,
-		"HERMES_PROJECT_ID="+job.ProjectID,
-		"HERMES_USER_ID="+job.UserID,
-	)
-}
-
-// capped keeps the first (or, with tail, the last) max bytes written to it.
-type capped struct {
-	max       int
-	tail      bool
-	buf       []byte
-	truncated bool
-}
-
-func (c *capped) Write(p []byte) (int, error) {
-	n := len(p)
-	if !c.tail {
-		if room := c.max - len(c.buf); room < len(p) {
-			p, c.truncated = p[:max(room, 0)], true
-		}
-		c.buf = append(c.buf, p...)
-		return n, nil
-	}
-	c.buf = append(c.buf, p...)
-	if over := len(c.buf) - c.max; over > 0 {
-		c.buf, c.truncated = append(c.buf[:0], c.buf[over:]...), true
-	}
-	return n, nil
-}
-
-func (c *capped) String() string {
-	s := strings.ToValidUTF8(string(c.buf), "")
-	if c.truncated && c.tail {
-		return "…" + s
-	}
-	return s
-}
-
-// capUTF8 cuts s to at most n bytes on a rune boundary.
-func capUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
 }

@@ -1,13 +1,22 @@
-// Package worker is what an edit container does with one job: keep a
-// workspace clone of the project repository, switch to the thread's branch
-// (checkpointing work in progress first), run the project's agent on the
-// instruction, commit what it changed and describe the outcome as a
-// hermes.ResultMessage (SPEC §9, docs/jobs.md). Loop is the queue loop on
-// top of it: one job at a time from the container's input queue, visibility
-// extended and the container record heartbeated while a job runs, results on
-// the output queue, exit when idle or on SIGTERM. Interrupting a running job
-// when a newer message arrives (SPEC §2.7) is not implemented yet: jobs run
-// one after the other.
+// Package worker is what an edit container does (SPEC §9, docs/jobs.md).
+//
+// Workspace is one clone of the project's repository and what is done with
+// one job in it: switch to the thread's branch thread-{threadId}
+// (checkpointing work in progress first), run the project's agent — the
+// Claude Code CLI in print mode, resumed per thread, or a generic command —
+// on the instruction without a shell, commit what it changed, run the
+// project's build and publish the thread's preview, push when the project
+// asks for it, and describe the outcome as a hermes.ResultMessage. Plan jobs
+// run the agent in plan mode and change nothing; execute jobs carry out an
+// approved plan.
+//
+// Loop is the queue loop on top of it: one job at a time from the
+// container's input queue, a "started" notice and a result on the output
+// queue for each, visibility extended and the container record heartbeated
+// while a job runs, the input queue watched meanwhile so that a newer job
+// interrupts the running one (busy policy "interrupt", SPEC §2.7) or waits
+// behind it ("queue"), deactivation by a control job, exit when idle or on
+// SIGTERM — never losing or repeating a job.
 package worker
 
 import (
@@ -19,7 +28,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/webordinary/hermes"
@@ -29,15 +40,37 @@ import (
 // SIGKILL when Workspace.KillGrace is zero.
 const DefaultKillGrace = 5 * time.Second
 
+// Default limits of a Workspace.
+const (
+	DefaultBuildTimeout = 10 * time.Minute
+	DefaultPushTimeout  = 2 * time.Minute
+)
+
 // Workspace is one clone of a project's repository.
 type Workspace struct {
 	Dir     string          // the checkout; created by Prepare
-	Project *hermes.Project // RepoURL, DefaultBranch and Agent are used
+	Project *hermes.Project // RepoURL, DefaultBranch, Agent, Build and Push are used
 	Git     string          // git binary; "git" when empty
 	Log     *slog.Logger    // slog.Default() when nil
-	// KillGrace is the time a cancelled agent's process group gets between
-	// SIGTERM and SIGKILL; DefaultKillGrace when zero.
+	// KillGrace is the time a cancelled agent's (or build's) process group
+	// gets between SIGTERM and SIGKILL; DefaultKillGrace when zero.
 	KillGrace time.Duration
+	// ClaudeBin is the Claude Code CLI of the claude agent; "claude" (looked
+	// up on PATH) when empty.
+	ClaudeBin string
+	// PreviewRoot is where previews are published:
+	// {PreviewRoot}/{clientId}/{projectId}/{threadId}/, served by Hermes at
+	// /preview/{clientId}/{projectId}/{threadId}/. Empty: nothing is
+	// published.
+	PreviewRoot string
+	// PublicURL is the base of the preview links Hermes serves itself
+	// (HERMES_PUBLIC_URL); see hermes.PreviewURL.
+	PublicURL string
+	// BuildTimeout bounds the project's build command; DefaultBuildTimeout
+	// when zero.
+	BuildTimeout time.Duration
+	// PushTimeout bounds git push; DefaultPushTimeout when zero.
+	PushTimeout time.Duration
 }
 
 // Commit identity: -c options, so no global git configuration is needed.
@@ -79,8 +112,16 @@ func (e *gitErr) Error() string {
 	if msg == "" {
 		msg = e.err.Error()
 	}
-	return fmt.Sprintf("git %s: %s", strings.Join(e.args, " "), msg)
+	return redact(fmt.Sprintf("git %s: %s", strings.Join(e.args, " "), msg))
 }
+
+// urlCredentials matches the user information of a URL
+// (https://user:token@host/…).
+var urlCredentials = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@`) })
+
+// redact removes the credentials a repository URL may carry from a
+// message, so that they never reach a log or a result.
+func redact(s string) string { return urlCredentials().ReplaceAllString(s, "${1}***@") }
 
 func (e *gitErr) Unwrap() error { return e.err }
 
@@ -246,4 +287,21 @@ func (w *Workspace) commitAll(ctx context.Context, msg string) (string, []string
 		}
 	}
 	return strings.TrimSpace(hash), files, nil
+}
+
+// discard throws away every change in the checkout since HEAD: tracked
+// files are reset and untracked ones removed (ignored files are kept).
+func (w *Workspace) discard(ctx context.Context) error {
+	if _, err := w.git(ctx, "reset", "--hard", "--quiet", "HEAD"); err != nil {
+		return err
+	}
+	_, err := w.git(ctx, "clean", "-f", "-d", "--quiet")
+	return err
+}
+
+// push pushes the thread's branch to origin (no force: a branch that moved
+// on in the origin is rejected).
+func (w *Workspace) push(ctx context.Context, branch string) error {
+	_, err := w.git(ctx, "push", "--quiet", "origin", "refs/heads/"+branch+":refs/heads/"+branch)
+	return err
 }

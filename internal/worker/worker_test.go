@@ -15,9 +15,13 @@ import (
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/worker"
+	"github.com/webordinary/hermes/internal/worker/workertest"
 )
 
-var agentBin string // the test agent, built by TestMain
+var (
+	agentBin  string // the test agent, built by TestMain
+	claudeBin string // the fake Claude Code CLI, built by TestMain; tests use copies (fakeClaude)
+)
 
 func TestMain(m *testing.M) {
 	if _, err := exec.LookPath("git"); err != nil {
@@ -31,6 +35,10 @@ func TestMain(m *testing.M) {
 	agentBin = filepath.Join(dir, "agent")
 	if out, err := exec.Command("go", "build", "-o", agentBin, "./testdata/agent").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the test agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	if claudeBin, err = workertest.BuildFakeClaude(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -307,9 +315,19 @@ func TestRejectedJobs(t *testing.T) {
 	if err := w.Checkout(t.Context(), "../../etc"); err == nil {
 		t.Error("Checkout took an invalid thread id")
 	}
+	control := newJob(hermes.NewToken(), "")
+	control.Type, control.Control = hermes.JobControl, "deactivate"
+	if res := apply(t, w, control); res.Type != hermes.ResultError || !strings.Contains(res.Error, "control jobs") {
+		t.Errorf("control job: %+v", res)
+	}
+	w.Project.Agent = hermes.Agent{Kind: "robot"}
+	if res := apply(t, w, newJob(hermes.NewToken(), "x")); res.Type != hermes.ResultError || !strings.Contains(res.Error, "unknown agent kind") {
+		t.Errorf("unknown agent: %+v", res)
+	}
 	w.Project.Agent = hermes.Agent{Kind: hermes.AgentClaude}
+	w.ClaudeBin = filepath.Join(t.TempDir(), "no-such-claude")
 	res := apply(t, w, newJob(hermes.NewToken(), "x"))
-	if res.Type != hermes.ResultError || !strings.Contains(res.Error, "not supported yet") {
-		t.Errorf("claude agent: %+v", res)
+	if res.Type != hermes.ResultDone || res.Success || !strings.Contains(res.Error, "could not be run") {
+		t.Errorf("missing claude: %+v", res)
 	}
 }

@@ -69,6 +69,51 @@ func main() {
 			fail(err)
 		}
 		time.Sleep(time.Minute)
+	case "planner": // changes files whatever the mode, and says which mode it ran in
+		os.WriteFile("index.html", []byte("<title>scribbled</title>\n"), 0o644)
+		os.WriteFile("stray.txt", []byte("stray\n"), 0o644)
+		os.MkdirAll("newdir", 0o755)
+		os.WriteFile("newdir/x.txt", []byte("x\n"), 0o644)
+		fmt.Printf("Plan (mode %s):\n1. Change the title.\n", os.Getenv("HERMES_MODE"))
+	case "multi": // by the instruction's first word: wait (partial work, then wait to be killed), slow (a second, then title), else title
+		f := strings.Fields(text)
+		switch f[0] {
+		case "wait":
+			if err := os.WriteFile("partial-"+f[len(f)-1]+".txt", []byte("half done\n"), 0o644); err != nil {
+				fail(err)
+			}
+			time.Sleep(time.Minute)
+		case "slow":
+			time.Sleep(time.Second)
+		}
+		b, err := os.ReadFile("index.html")
+		if err != nil {
+			fail(err)
+		}
+		title := f[len(f)-1]
+		b = regexp.MustCompile(`<title>[^<]*</title>`).ReplaceAll(b, []byte("<title>"+title+"</title>"))
+		if err := os.WriteFile("index.html", b, 0o644); err != nil {
+			fail(err)
+		}
+		fmt.Printf("Set the page title to %q.\n", title)
+	case "build": // the build: dist/ from index.html, plus a file named after the page's title
+		b, err := os.ReadFile("index.html")
+		if err != nil {
+			fail(err)
+		}
+		title := regexp.MustCompile(`<title>([^<]*)</title>`).FindSubmatch(b)
+		os.RemoveAll("dist")
+		if err := os.MkdirAll("dist/css", 0o755); err != nil {
+			fail(err)
+		}
+		os.WriteFile("dist/index.html", b, 0o644)
+		os.WriteFile("dist/css/site.css", []byte("body{}\n"), 0o644)
+		os.WriteFile("dist/built-"+string(title[1])+".txt", []byte("built\n"), 0o644)
+		fmt.Println("built")
+	case "buildfail":
+		fmt.Println("compiling…")
+		fmt.Fprintln(os.Stderr, "error: src/index.astro:3: unexpected }")
+		os.Exit(2)
 	case "child":
 		signal.Ignore(syscall.SIGTERM)
 		time.Sleep(time.Minute)
