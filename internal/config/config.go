@@ -54,6 +54,11 @@ type Config struct {
 	// extends it every half while the job runs.
 	JobVisibility time.Duration
 
+	// QueueCleanupAfter: the queue sets of containers stopped for longer
+	// than this, with empty queues, are deleted
+	// (HERMES_QUEUE_CLEANUP_AFTER, default 168h; 0 disables).
+	QueueCleanupAfter time.Duration
+
 	APIKeys []APIKey // HERMES_API_KEYS
 	JWT     JWTConfig
 
@@ -230,6 +235,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.Mailer == "smtp" && c.SMTPURL == nil {
 		l.fail("HERMES_MAILER", "smtp needs SMTP_URL")
 	}
+	c.QueueCleanupAfter = l.duration("HERMES_QUEUE_CLEANUP_AFTER", 7*24*time.Hour, 0)
 	c.SESPolicy = l.sesPolicy("HERMES_SES_REQUIRE")
 	c.APIKeys = l.apiKeys("HERMES_API_KEYS")
 	c.JWT = l.jwt()

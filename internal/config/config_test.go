@@ -34,6 +34,7 @@ func TestDefaults(t *testing.T) {
 		{"ttl", c.SessionTTL, 30 * time.Minute},
 		{"approval ttl", c.ApprovalTTL, 24 * time.Hour},
 		{"idle", c.IdleTimeout, 20 * time.Minute},
+		{"queue clean-up", c.QueueCleanupAfter, 7 * 24 * time.Hour},
 		{"smtp", c.SMTPAddr, "127.0.0.1:2525"},
 		{"store", c.Store, "sqlite"},
 		{"queue", c.Queue, "sqlite"},
@@ -72,6 +73,12 @@ func TestValues(t *testing.T) {
 	if len(c.APIKeys) != 2 || !c.APIKeys[0].Scope.Admin || c.APIKeys[1].Scope.ClientID != "amelia" {
 		t.Fatalf("keys %+v", c.APIKeys)
 	}
+	for v, want := range map[string]time.Duration{"0": 0, "0s": 0, "36h": 36 * time.Hour} {
+		c, err := load(t, map[string]string{"HERMES_QUEUE_CLEANUP_AFTER": v})
+		if err != nil || c.QueueCleanupAfter != want {
+			t.Errorf("HERMES_QUEUE_CLEANUP_AFTER=%s: %v %v, want %v", v, c.QueueCleanupAfter, err, want)
+		}
+	}
 }
 
 func TestErrorsNameTheVariable(t *testing.T) {
@@ -84,6 +91,8 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"several at once", map[string]string{"PORT": "-1", "SESSION_TTL": "0s", "HERMES_LOG_LEVEL": "loud"}, []string{"PORT", "SESSION_TTL", "HERMES_LOG_LEVEL"}},
 		{"env", map[string]string{"HERMES_ENV": "staging"}, []string{"HERMES_ENV"}},
 		{"approval ttl", map[string]string{"HERMES_APPROVAL_TTL": "30s"}, []string{"HERMES_APPROVAL_TTL"}},
+		{"queue clean-up", map[string]string{"HERMES_QUEUE_CLEANUP_AFTER": "7d"}, []string{"HERMES_QUEUE_CLEANUP_AFTER"}},
+		{"queue clean-up negative", map[string]string{"HERMES_QUEUE_CLEANUP_AFTER": "-1h"}, []string{"HERMES_QUEUE_CLEANUP_AFTER"}},
 		{"node env", map[string]string{"NODE_ENV": "staging"}, []string{"NODE_ENV"}},
 		{"base path", map[string]string{"BASE_PATH": "/a/../b"}, []string{"BASE_PATH"}},
 		{"base path slash", map[string]string{"BASE_PATH": "/hermes/"}, []string{"BASE_PATH"}},
