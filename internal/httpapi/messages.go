@@ -36,7 +36,8 @@ type messageResponse struct {
 	SessionID   string `json:"sessionId,omitempty"`
 	ContainerID string `json:"containerId,omitempty"`
 	JobID       string `json:"jobId,omitempty"`
-	Status      string `json:"status"` // queued or duplicate
+	Status      string `json:"status"`           // queued, duplicate or answered
+	Reason      string `json:"reason,omitempty"` // answered: how
 }
 
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
@@ -81,7 +82,7 @@ func (s *Server) routeAPI(ctx context.Context, w http.ResponseWriter, messageID 
 		return errBusy
 	}
 	writeJSON(w, http.StatusAccepted, messageResponse{MessageID: messageID, ThreadID: out.ThreadID, SessionID: out.SessionID,
-		ContainerID: out.ContainerID, JobID: out.JobID, Status: out.Status})
+		ContainerID: out.ContainerID, JobID: out.JobID, Status: out.Status, Reason: out.Reason})
 	return nil
 }
 

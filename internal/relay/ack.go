@@ -23,13 +23,16 @@ var _ router.Acknowledger = (*Acks)(nil)
 // Ack returns the outbox items acknowledging a.
 func (s *Acks) Ack(ctx context.Context, a router.Ack) ([]*hermes.OutboxItem, error) {
 	kind := hermes.KindAck
-	if a.Busy {
+	switch {
+	case a.Busy:
 		kind = "busy"
+	case a.Approval == notify.AckRejected:
+		kind = "rejected"
 	}
 	n := notify.Ack{
 		ProjectName: a.Project.Name, Instruction: a.Text, Queued: a.Queued, Busy: a.Busy,
 		WakeSeconds: int((a.WakeAfter + time.Second - 1) / time.Second), Token: mail.FormatToken(a.Thread.Token),
-		PreviewURL: a.Session.PreviewURL,
+		PreviewURL: a.Session.PreviewURL, Approval: a.Approval,
 	}
 	if n.ProjectName == "" {
 		n.ProjectName = a.Project.ID

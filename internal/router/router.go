@@ -18,6 +18,7 @@ import (
 	"github.com/webordinary/hermes/internal/events"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/logctx"
+	"github.com/webordinary/hermes/internal/notify"
 )
 
 // Defaults.
@@ -65,6 +66,11 @@ type Ack struct {
 	Busy      bool   // refused: over the cap
 	WakeAfter time.Duration
 	Now       time.Time
+	// Approval words a plan-approval step (notify.AckPlan, AckApproved,
+	// AckRejected, …); "" for an ordinary instruction. Answers that queue
+	// nothing (rejected, already decided, expired) are sent even when the
+	// project turned acknowledgements off.
+	Approval string
 }
 
 // Metrics are told what the router does; nil funcs are skipped.
@@ -92,6 +98,10 @@ type Router struct {
 	OutboxKick func()
 	// Events, when set, gets a queued event for every job queued.
 	Events events.Publisher
+	// Model says which instructions are destructive or large and run as a
+	// plan first (SPEC §7); nil means the keyword rules (internal/classify).
+	// When it fails, the keyword rules decide.
+	Model hermes.Model
 
 	ensured sync.Map // container id → true once its queue set exists (this process)
 }
@@ -185,21 +195,17 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 		return nil, err
 	}
 	ctx = logctx.With(ctx, slog.String("session_id", sess.ID), slog.String("container_id", containerID))
+	// A reply such as "approve" to the thread's latest plan decides it
+	// (approval.go).
+	if out, err := r.approvalReply(ctx, m, turn{project: project, user: user, thread: thread, sess: sess, container: container}, now); out != nil || err != nil {
+		return out, err
+	}
 
 	jobID := hermes.DeriveToken("job", m.Channel, m.ChannelID)
 	reply := replyContext(m, thread)
-	stats, err := r.Queues.Stats(ctx, container.Queues.Input)
-	if hermes.IsKind(err, hermes.NotFound) {
-		// The queue set went away (deleted by an operator or a clean-up):
-		// make it again.
-		r.ensured.Delete(containerID)
-		if container, err = r.ensureContainer(ctx, project, user.ID, containerID, now); err != nil {
-			return nil, err
-		}
-		stats, err = r.Queues.Stats(ctx, container.Queues.Input)
-	}
+	container, stats, err := r.inputStats(ctx, project, user.ID, container, now)
 	if err != nil {
-		return nil, fmt.Errorf("router: queue depth: %w", err)
+		return nil, err
 	}
 	pending := stats.Visible + stats.InFlight
 	running := container.Status == hermes.ContainerRunning
@@ -211,20 +217,20 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 		return &Outcome{Status: Busy, ThreadID: thread.ID, SessionID: sess.ID, ContainerID: containerID}, nil
 	}
 
+	// A destructive or large instruction runs as a plan first (SPEC §7).
+	jobType := hermes.JobInstruction
+	if r.needsApproval(ctx, m.Text) {
+		jobType = hermes.JobPlan
+	}
 	job := hermes.Job{
-		Version: hermes.JobVersion, ID: jobID, Type: hermes.JobInstruction,
+		Version: hermes.JobVersion, ID: jobID, Type: jobType,
 		SessionID: sess.ID, ThreadID: thread.ID, Branch: thread.Branch(),
 		ClientID: project.ClientID, ProjectID: project.ID, UserID: user.ID,
 		Instruction: m.Text, Reply: reply, CreatedAt: now,
 	}
-	body, err := json.Marshal(job)
+	woke, err := r.queueJob(ctx, container, &job, running)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := r.Queues.Send(ctx, container.Queues.Input, string(body), map[string]string{
-		"jobId": jobID, "type": job.Type, "threadId": thread.ID, "sessionId": sess.ID,
-	}); err != nil {
-		return nil, fmt.Errorf("router: queueing the job: %w", err)
 	}
 	entry := &hermes.HistoryEntry{
 		ID: jobID, SessionID: sess.ID, ThreadID: thread.ID, Direction: hermes.DirectionIn, Kind: hermes.KindInstruction,
@@ -234,18 +240,12 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 	if m.Subject != "" {
 		entry.Meta["subject"] = m.Subject
 	}
-	woke := false
-	if r.Runner != nil && !running {
-		if err := r.Runner.Wake(ctx, container); err != nil {
-			// The job is durable on its queue; the reconcile loop wakes the
-			// container later.
-			r.log().WarnContext(ctx, "waking the container failed; the job waits on its queue", "err", err)
-		} else {
-			woke = true
-		}
-	}
 	ack := Ack{Project: project, Thread: thread, Session: sess, JobID: jobID, Reply: reply, Text: m.Text,
 		Queued: pending > 0, Now: now}
+	if jobType == hermes.JobPlan {
+		entry.Meta["type"] = hermes.JobPlan
+		ack.Approval = notify.AckPlan
+	}
 	if !running && r.WakeEstimate != nil {
 		ack.WakeAfter = r.WakeEstimate()
 	}
@@ -263,7 +263,7 @@ func (r *Router) route(ctx context.Context, m *hermes.Message, now time.Time) (*
 			Data: map[string]any{"containerId": containerID}, At: now})
 	}
 	r.count(r.Metrics.Routed, m.Channel)
-	r.log().InfoContext(ctx, "message routed", "job_id", jobID, "new_session", created, "pending", pending)
+	r.log().InfoContext(ctx, "message routed", "job_id", jobID, "type", jobType, "new_session", created, "pending", pending)
 	return &Outcome{Status: Queued, JobID: jobID, ThreadID: thread.ID, SessionID: sess.ID, ContainerID: containerID, NewSession: created}, nil
 }
 
@@ -509,6 +509,48 @@ func (r *Router) ensureContainer(ctx context.Context, p *hermes.Project, userID,
 	return c, nil
 }
 
+// inputStats returns the counts of the container's input queue, making
+// the queue set again when it went away (deleted by an operator or a
+// clean-up).
+func (r *Router) inputStats(ctx context.Context, p *hermes.Project, userID string, c *hermes.Container, now time.Time) (*hermes.Container, hermes.QueueStats, error) {
+	stats, err := r.Queues.Stats(ctx, c.Queues.Input)
+	if hermes.IsKind(err, hermes.NotFound) {
+		r.ensured.Delete(c.ID)
+		if c, err = r.ensureContainer(ctx, p, userID, c.ID, now); err != nil {
+			return nil, stats, err
+		}
+		stats, err = r.Queues.Stats(ctx, c.Queues.Input)
+	}
+	if err != nil {
+		return nil, stats, fmt.Errorf("router: queue depth: %w", err)
+	}
+	return c, stats, nil
+}
+
+// queueJob sends a job to the container's input queue and, unless it is
+// running, wakes it; it reports whether it woke it. A failed wake is only
+// logged: the job is durable on its queue, and the reconcile loop wakes
+// the container later.
+func (r *Router) queueJob(ctx context.Context, c *hermes.Container, job *hermes.Job, running bool) (woke bool, err error) {
+	body, err := json.Marshal(job)
+	if err != nil {
+		return false, err
+	}
+	if _, err := r.Queues.Send(ctx, c.Queues.Input, string(body), map[string]string{
+		"jobId": job.ID, "type": job.Type, "threadId": job.ThreadID, "sessionId": job.SessionID,
+	}); err != nil {
+		return false, fmt.Errorf("router: queueing the job: %w", err)
+	}
+	if r.Runner == nil || running {
+		return false, nil
+	}
+	if err := r.Runner.Wake(ctx, c); err != nil {
+		r.log().WarnContext(ctx, "waking the container failed; the job waits on its queue", "job_id", job.ID, "err", err)
+		return false, nil
+	}
+	return true, nil
+}
+
 // reclaimQueues takes a container's queue set back from the idle clean-up
 // (internal/lifecycle.QueueCleanup) before a job is queued: a retiring
 // mark is cleared, which makes the clean-up leave the set alone, and a
@@ -554,7 +596,7 @@ func replyContext(m *hermes.Message, t *hermes.Thread) hermes.ReplyContext {
 // compose or queue the acknowledgement is logged: the job is queued and
 // its result will be answered all the same.
 func (r *Router) acknowledge(ctx context.Context, a Ack, hist ...*hermes.HistoryEntry) error {
-	if r.Acknowledger != nil && (a.Busy || a.Project.Acknowledges()) {
+	if r.Acknowledger != nil && (a.Busy || a.Project.Acknowledges() || answersOnly(a.Approval)) {
 		if items, err := r.ackItems(ctx, a); err != nil {
 			r.log().ErrorContext(ctx, "acknowledgement not queued", "err", err)
 		} else {
