@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -39,9 +40,12 @@ func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.
 var workerVars = []string{
 	"HERMES_ENV", "NODE_ENV", "HERMES_STORE", "HERMES_QUEUE", "HERMES_LOG_FORMAT", "HERMES_LOG_LEVEL",
 	"HERMES_PUBLIC_URL", "PORT", "BASE_PATH", "HERMES_IDLE_TIMEOUT", "HERMES_JOB_VISIBILITY", "HERMES_CLAUDE_BIN",
-	"AWS_REGION", "DYNAMODB_TABLE_NAME",
-	"PATH", "HOME", "LANG", "TMPDIR", "ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK",
+	"AWS_REGION", "DYNAMODB_TABLE_NAME", "ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK",
 }
+
+// processVars are the process's own plumbing, passed on from Hermes's
+// process environment when the configuration does not set them.
+var processVars = []string{"PATH", "HOME", "LANG", "TMPDIR"}
 
 // openRunner returns the container runner: child `hermes worker`
 // processes (HERMES_RUNNER=local).
@@ -60,6 +64,15 @@ func openRunner(cfg config.Config, getenv func(string) string, store hermes.Stor
 		return nil, fmt.Errorf("HERMES_DATA_DIR: %w", err)
 	}
 	env := append(local.Environ(getenv, workerVars...), "HERMES_DATA_DIR="+dataDir)
+	for _, k := range processVars {
+		v := getenv(k)
+		if v == "" {
+			v = os.Getenv(k)
+		}
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
 	r := &local.Runner{
 		Store: store, Queues: queues, Command: []string{bin, "worker"}, Env: env,
 		Output: out, Clock: clock, Log: log, StopGrace: cfg.ShutdownTimeout, Woke: woke,

@@ -139,6 +139,10 @@ func baseVars(t *testing.T) map[string]string {
 	return map[string]string{
 		"PORT": "0", "HERMES_HOST": "127.0.0.1", "HERMES_DATA_DIR": filepath.Join(dir, "data"),
 		"HERMES_PROJECTS_FILE": pf, "HERMES_SMTP_ADDR": "off", "HERMES_LOG_LEVEL": "debug",
+		// No worker can start: these tests are about intake and sessions,
+		// and their jobs wait on their queues. Tests of edit containers
+		// call withWorkers.
+		"HERMES_WORKER_BIN": filepath.Join(dir, "no-worker"),
 	}
 }
 
