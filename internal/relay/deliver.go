@@ -98,7 +98,7 @@ func (d *Deliverer) deliver(ctx context.Context, it *hermes.OutboxItem, now time
 	s, ok := d.Senders[it.Channel]
 	if !ok {
 		if it.Attempts == 0 {
-			d.log().InfoContext(ctx, "reply kept in the outbox: no transport is configured for its channel", "kind", it.Kind, "to", it.To, "text", it.Text)
+			d.log().InfoContext(ctx, "reply kept in the outbox: no transport is configured for its channel", "kind", it.Kind, "to", it.To, "text", hermes.RedactApprovalTokens(it.Text)) // approval tokens are secrets
 		}
 		d.finish(ctx, it, hermes.OutboxPending, now, now.Add(heldRetry), "no transport configured for channel "+it.Channel)
 		return

@@ -52,6 +52,12 @@ type Results struct {
 	Clock     hermes.Clock
 	Log       *slog.Logger
 	FromEmail string // sender of email replies when the job names no project address
+	// PublicURL (HERMES_PUBLIC_URL, base path included) is where approval
+	// links of plans point; without it plans are approved by a reply.
+	// ApprovalTTL is how long a link works (hermes.DefaultApprovalTTL when
+	// 0). See plans.go.
+	PublicURL   string
+	ApprovalTTL time.Duration
 	// Kick, when set, is called after a reply is queued (the deliverer's
 	// Kick).
 	Kick     func()
@@ -217,8 +223,16 @@ func (r *Results) handle(ctx context.Context, c *hermes.Container, body []byte) 
 		return fmt.Errorf("relay: recording the result: %w", err)
 	}
 
+	// A plan: its approval, with a fresh link for the reply (plans.go).
+	link := ""
+	if m.Type == hermes.ResultPlan {
+		if link, err = r.planApproval(ctx, sess, &m, id, now); err != nil {
+			return err
+		}
+	}
+
 	// 2. The reply, in the outbox (unique by id).
-	it, err := r.reply(ctx, sess, &m, kind, id, now)
+	it, err := r.replyWith(ctx, sess, &m, kind, id, now, link)
 	if err != nil {
 		if !hermes.IsKind(err, hermes.Invalid) && !hermes.IsKind(err, hermes.Unprocessable) {
 			return err
@@ -231,6 +245,11 @@ func (r *Results) handle(ctx context.Context, c *hermes.Container, body []byte) 
 	if it != nil {
 		if err := r.Store.EnqueueOutbox(ctx, it); err != nil {
 			return fmt.Errorf("relay: queueing the reply: %w", err)
+		}
+		if link != "" {
+			if err := r.syncApprovalToken(ctx, id, hermes.ApprovalIDFor(m.JobID), link); err != nil {
+				return err
+			}
 		}
 		if r.Kick != nil {
 			r.Kick()
@@ -245,6 +264,12 @@ func (r *Results) handle(ctx context.Context, c *hermes.Container, body []byte) 
 	}
 	if it != nil {
 		entry.Meta["outboxId"] = it.ID
+	}
+	if m.Type == hermes.ResultPlan {
+		entry.Meta["approvalId"] = hermes.ApprovalIDFor(m.JobID)
+		if link != "" && m.Reply.Channel == hermes.ChannelAPI {
+			entry.Meta["approvalUrl"] = link // no reply carries it
+		}
 	}
 	for k, v := range map[string]string{"commit": m.Commit, "previewUrl": m.PreviewURL, "error": m.Error} {
 		if v != "" {
@@ -324,6 +349,11 @@ func historyText(m *hermes.ResultMessage) string {
 // echoes back must still be the user's and the project's: a container
 // never chooses where a reply goes.
 func (r *Results) reply(ctx context.Context, sess *hermes.Session, m *hermes.ResultMessage, kind, id string, now time.Time) (*hermes.OutboxItem, error) {
+	return r.replyWith(ctx, sess, m, kind, id, now, "")
+}
+
+// replyWith is reply with a plan's approval link.
+func (r *Results) replyWith(ctx context.Context, sess *hermes.Session, m *hermes.ResultMessage, kind, id string, now time.Time, approvalURL string) (*hermes.OutboxItem, error) {
 	if m.Reply.Channel == hermes.ChannelAPI {
 		return nil, nil
 	}
@@ -352,6 +382,10 @@ func (r *Results) reply(ctx context.Context, sess *hermes.Session, m *hermes.Res
 	n := notify.Result{
 		ProjectName: project.Name, Type: m.Type, Success: m.Success, Summary: m.Summary, FilesChanged: m.FilesChanged,
 		Commit: m.Commit, PreviewURL: m.PreviewURL, Error: m.Error, Token: mail.FormatToken(thread.Token),
+		ApprovalURL: approvalURL, ApprovalValidFor: r.ApprovalTTL,
+	}
+	if n.ApprovalValidFor <= 0 {
+		n.ApprovalValidFor = hermes.DefaultApprovalTTL
 	}
 	if n.ProjectName == "" {
 		n.ProjectName = project.ID
