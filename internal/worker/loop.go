@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,15 +35,48 @@ const maxDoneJobs = 1000
 // (the last container update, making an abandoned job visible again).
 const finalTimeout = 10 * time.Second
 
+// DefaultWatchWait is the longest poll of the input queue while a job
+// runs when Loop.WatchWait is zero.
+const DefaultWatchWait = 2 * time.Second
+
+// maxHeld is the most jobs a worker holds (received, hidden, waiting to run
+// after the running one); the others wait in the queue.
+const maxHeld = 10
+
+// Control actions (hermes.Job.Control).
+const ControlDeactivate = "deactivate"
+
 // Loop is the worker of one edit container: it takes the jobs of the
 // container's input queue one at a time, applies each with the Workspace and
-// reports the result on the output queue (SPEC §9, docs/jobs.md).
+// reports it on the output queue (SPEC §9, docs/jobs.md): a "started"
+// notice (hermes.ResultStarted) when it starts, then its result.
 //
 // Delivery: a result is sent before its job is deleted, and the job id is
 // recorded as finished in between (DoneJobsFile), so a job redelivered after
 // a crash is skipped rather than applied and answered again. A crash between
 // sending and recording may send a result twice; Hermes records results
 // idempotently by job id, so the user is answered once.
+//
+// Interrupts (SPEC §2.7): while a job runs, the loop keeps receiving from
+// the input queue. What it receives is held — hidden, its visibility
+// extended like the running job's — and runs next, in the order the jobs
+// were queued (never released and received again, so that nothing is lost
+// or run twice; if the worker dies, the visibility timeout returns every
+// held job to the queue). With the project's busy policy "interrupt" (the
+// default), a job queued after the running one started interrupts it: the
+// agent is stopped (SIGTERM to its process group, SIGKILL after the
+// Workspace's KillGrace), its partial work is committed as a checkpoint on
+// the thread's branch, an "interrupted" result is sent for it and it is
+// deleted; the newer job then runs on top (on the same branch when it is
+// the same thread). Jobs that were already waiting when the running one
+// started do not interrupt it. With "queue", jobs wait for the running
+// one. Another delivery of the running (or a held) job is deleted without
+// interrupting anything.
+//
+// A control job (type "control") always interrupts. "deactivate" then
+// checkpoints the workspace, deletes the control job without a result,
+// makes the other held jobs visible again, records the container stopped
+// with Detail "deactivated" and ends Run with nil.
 //
 // Jobs that are not understood (malformed JSON, an unknown version) are
 // logged and left undeleted: they reach the dead-letter queue after the
@@ -53,26 +87,44 @@ const finalTimeout = 10 * time.Second
 // Run returns nil after IdleTimeout without a job (the container record is
 // then stopped with Detail "idle exit") and when ctx ends (SIGTERM). A job
 // running when ctx ends is cancelled: Apply commits the partial work as a
-// WIP checkpoint, no result is sent and the job is made visible again, so
-// the next worker redoes it on top of the checkpoint — the job is finished
-// or left for redelivery, never lost.
-//
-// Interrupting a running job when a newer one arrives (SPEC §2.7) is not
-// implemented by this loop: jobs run one after the other.
+// WIP checkpoint, no result is sent and the job is made visible again, as
+// are the held ones, so the next worker redoes it on top of the checkpoint —
+// every job is finished or left for redelivery, never lost.
 type Loop struct {
 	Store       hermes.Store
 	Queues      hermes.Queues
 	ContainerID string
-	Workspace   *Workspace
+	Workspace   *Workspace    // its Project's BusyPolicy decides what a newer job does
 	Clock       hermes.Clock  // time.Now when nil
 	Log         *slog.Logger  // slog.Default() when nil
 	IdleTimeout time.Duration // DefaultIdleTimeout when zero
 	Visibility  time.Duration // how long a received job stays hidden; DefaultVisibility when zero
 	Heartbeat   time.Duration // container record updates; DefaultHeartbeat when zero
 	QueuePrefix string        // DefaultQueuePrefix when empty
+	// WatchWait is the longest poll of the input queue while a job runs;
+	// DefaultWatchWait when zero.
+	WatchWait time.Duration
 
 	detailMu sync.Mutex
 	detail   string
+
+	heldMu  sync.Mutex
+	pending []*heldJob          // received, waiting to run, in order
+	held    map[*heldJob]string // every received job not yet deleted or released → its current receipt
+}
+
+// heldJob is a received job.
+type heldJob struct {
+	d   hermes.Delivery
+	job hermes.Job
+	at  time.Time // when it was queued: the job's createdAt, else the message's
+}
+
+// running is the job being applied, as the watcher sees it.
+type running struct {
+	h      *heldJob
+	start  time.Time
+	cancel context.CancelCauseFunc
 }
 
 func (l *Loop) log() *slog.Logger {
@@ -97,8 +149,15 @@ func (l *Loop) queues() hermes.QueueSet {
 	return hermes.QueueSetFor(prefix, l.ContainerID)
 }
 
+func (l *Loop) busyPolicy() string {
+	if p := l.Workspace.Project; p != nil && p.BusyPolicy != "" {
+		return p.BusyPolicy
+	}
+	return hermes.BusyInterrupt
+}
+
 // Run prepares the workspace and works until IdleTimeout passes without a
-// job or ctx ends.
+// job, a control job deactivates the container, or ctx ends.
 func (l *Loop) Run(ctx context.Context) error {
 	if l.Store == nil || l.Queues == nil || l.Workspace == nil || l.ContainerID == "" {
 		return errors.New("worker: loop: store, queues, workspace and container id are required")
@@ -112,29 +171,39 @@ func (l *Loop) Run(ctx context.Context) error {
 	if err := l.heartbeat(ctx); err != nil {
 		return fmt.Errorf("worker: recording the container as running: %w", err)
 	}
-	hbCtx, stopHB := context.WithCancel(ctx)
-	var hbDone sync.WaitGroup
-	hbDone.Go(func() { l.heartbeats(hbCtx) })
+	q := l.queues()
+	bgCtx, stopBG := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bg.Go(func() { l.heartbeats(bgCtx) })
+	bg.Go(func() { l.extend(bgCtx, log, q.Input) })
 	// exit stops the heartbeats before the final status, which they would
-	// otherwise overwrite.
+	// otherwise overwrite, and makes every held job visible again.
 	exit := func(status hermes.ContainerStatus, detail string) error {
-		stopHB()
-		hbDone.Wait()
+		stopBG()
+		bg.Wait()
+		l.releaseAll(ctx, log, q.Input)
 		l.finish(ctx, status, detail)
 		return nil
 	}
-	defer func() { stopHB(); hbDone.Wait() }()
+	defer func() { stopBG(); bg.Wait() }()
 
 	idle := orDefault(l.IdleTimeout, DefaultIdleTimeout)
-	q := l.queues()
 	lastWork := time.Now()
-	log.InfoContext(ctx, "worker started", "input", q.Input, "idleTimeout", idle)
+	log.InfoContext(ctx, "worker started", "input", q.Input, "idleTimeout", idle, "busyPolicy", l.busyPolicy())
 	for {
-		left := idle - time.Since(lastWork)
 		if ctx.Err() != nil {
 			log.InfoContext(ctx, "worker stopping")
 			return exit(hermes.ContainerStopped, "terminated")
 		}
+		if h := l.next(); h != nil {
+			if l.process(ctx, log, q, h) {
+				log.InfoContext(ctx, "deactivated: worker exiting")
+				return exit(hermes.ContainerStopped, "deactivated")
+			}
+			lastWork = time.Now()
+			continue
+		}
+		left := idle - time.Since(lastWork)
 		if left <= 0 {
 			log.InfoContext(ctx, "idle: worker exiting", "idleTimeout", idle)
 			return exit(hermes.ContainerStopped, "idle exit")
@@ -152,16 +221,20 @@ func (l *Loop) Run(ctx context.Context) error {
 			continue
 		}
 		for _, d := range ds {
-			if l.handle(ctx, log, q, d) {
+			if l.accept(ctx, log, q, d, nil) {
 				lastWork = time.Now()
 			}
 		}
 	}
 }
 
-// handle takes one delivery and reports whether it was work (a job run or
-// skipped as done) rather than a message left for the dead-letter queue.
-func (l *Loop) handle(ctx context.Context, log *slog.Logger, q hermes.QueueSet, d hermes.Delivery) bool {
+// accept takes a delivery: a job to run is held (added to the pending jobs,
+// its visibility extended from now on); a job finished before, or another
+// delivery of a held job, is deleted; a message that is not a job is left
+// for the dead-letter queue. run is the running job, if any: a newer job
+// interrupts it. accept reports whether the delivery was work (a job, or a
+// repeat of one) rather than a message left for the dead-letter queue.
+func (l *Loop) accept(ctx context.Context, log *slog.Logger, q hermes.QueueSet, d hermes.Delivery, run *running) bool {
 	var job hermes.Job
 	if err := json.Unmarshal([]byte(d.Body), &job); err != nil {
 		log.ErrorContext(ctx, "malformed job left for the dead-letter queue", "message", d.ID, "receives", d.ReceiveCount, "err", err)
@@ -180,64 +253,248 @@ func (l *Loop) handle(ctx context.Context, log *slog.Logger, q hermes.QueueSet, 
 	}
 	if done {
 		log.InfoContext(ctx, "job already finished: deleting the repeat")
-		if err := l.Queues.Delete(ctx, q.Input, d.Receipt); err != nil {
-			log.ErrorContext(ctx, "deleting a finished job", "err", err)
-		}
+		l.deleteMessage(ctx, log, q.Input, d.Receipt)
 		return true
 	}
+	l.heldMu.Lock()
+	for h, receipt := range l.held {
+		switch {
+		case h.d.ID == d.ID:
+			// The same message again (its visibility lapsed): this receipt
+			// is now the one that counts.
+			if receipt != d.Receipt {
+				l.held[h] = d.Receipt
+			}
+			l.heldMu.Unlock()
+			log.WarnContext(ctx, "a held job was delivered again; its newer receipt is kept")
+			return true
+		case h.job.ID == job.ID:
+			l.heldMu.Unlock()
+			log.InfoContext(ctx, "another delivery of a job already held: deleting it")
+			l.deleteMessage(ctx, log, q.Input, d.Receipt)
+			return true
+		}
+	}
+	h := &heldJob{d: d, job: job, at: job.CreatedAt}
+	if h.at.IsZero() {
+		h.at = d.SentAt
+	}
+	if h.at.IsZero() {
+		h.at = l.Clock.Now()
+	}
+	if l.held == nil {
+		l.held = map[*heldJob]string{}
+	}
+	l.held[h] = d.Receipt
+	// Control jobs first, then in the order they were queued.
+	i := len(l.pending)
+	for i > 0 && (job.Type == hermes.JobControl && l.pending[i-1].job.Type != hermes.JobControl ||
+		job.Type != hermes.JobControl && l.pending[i-1].job.Type != hermes.JobControl && h.at.Before(l.pending[i-1].at)) {
+		i--
+	}
+	l.pending = slices.Insert(l.pending, i, h)
+	l.heldMu.Unlock()
 
+	if run != nil {
+		switch {
+		case job.Type == hermes.JobControl:
+			log.InfoContext(ctx, "a control job interrupts the running job", "running", run.h.job.ID, "control", job.Control)
+			run.cancel(ErrInterrupted)
+		case l.busyPolicy() == hermes.BusyInterrupt && h.at.After(run.start):
+			log.InfoContext(ctx, "a newer job interrupts the running job", "running", run.h.job.ID)
+			run.cancel(ErrInterrupted)
+		default:
+			log.InfoContext(ctx, "a job waits for the running one", "running", run.h.job.ID, "policy", l.busyPolicy())
+		}
+	}
+	return true
+}
+
+// next takes the first pending job.
+func (l *Loop) next() *heldJob {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	if len(l.pending) == 0 {
+		return nil
+	}
+	h := l.pending[0]
+	l.pending = l.pending[1:]
+	return h
+}
+
+// receipt is the held job's current receipt.
+func (l *Loop) receipt(h *heldJob) string {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	if r, ok := l.held[h]; ok {
+		return r
+	}
+	return h.d.Receipt
+}
+
+// unhold stops extending the job's visibility.
+func (l *Loop) unhold(h *heldJob) {
+	l.heldMu.Lock()
+	delete(l.held, h)
+	l.heldMu.Unlock()
+}
+
+// process runs one held job and reports whether the container is to stop
+// (a deactivation).
+func (l *Loop) process(ctx context.Context, log *slog.Logger, q hermes.QueueSet, h *heldJob) bool {
+	job := &h.job
+	log = log.With("job", job.ID, "thread", job.ThreadID)
+	if job.Type == hermes.JobControl {
+		return l.control(ctx, log, q, h)
+	}
 	l.setDetail("busy")
 	l.heartbeatLogged(ctx)
 	defer func() { l.setDetail("idle"); l.heartbeatLogged(ctx) }()
-	jobCtx, stop := context.WithCancel(ctx)
-	var extender sync.WaitGroup
-	extender.Go(func() { l.extend(jobCtx, log, q.Input, d.Receipt) })
-	res, err := l.Workspace.Apply(jobCtx, &job)
-	stop()
-	extender.Wait()
+
+	start := l.Clock.Now()
+	l.sendStarted(ctx, log, q, job, start)
+	jobCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	run := &running{h: h, start: start, cancel: cancel}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watcher sync.WaitGroup
+	watcher.Go(func() { l.watch(watchCtx, log, q, run) })
+	res, err := l.Workspace.Apply(jobCtx, job)
+	stopWatch()
+	watcher.Wait()
 
 	if ctx.Err() != nil {
 		log.InfoContext(ctx, "stopped during a job: it is left for redelivery")
-		l.release(ctx, log, q.Input, d.Receipt)
-		return true
+		l.release(ctx, log, q.Input, h)
+		return false
 	}
 	if err != nil {
-		if d.ReceiveCount < hermes.DefaultMaxReceive {
-			log.ErrorContext(ctx, "the job failed in the workspace; it is left for redelivery", "receives", d.ReceiveCount, "err", err)
-			l.release(ctx, log, q.Input, d.Receipt)
-			return true
+		if h.d.ReceiveCount < hermes.DefaultMaxReceive {
+			log.ErrorContext(ctx, "the job failed in the workspace; it is left for redelivery", "receives", h.d.ReceiveCount, "err", err)
+			l.release(ctx, log, q.Input, h)
+			return false
 		}
-		log.ErrorContext(ctx, "the job failed in the workspace on its last receive; reporting the error", "receives", d.ReceiveCount, "err", err)
+		log.ErrorContext(ctx, "the job failed in the workspace on its last receive; reporting the error", "receives", h.d.ReceiveCount, "err", err)
 		res = &hermes.ResultMessage{
 			Version: hermes.ResultVersion, Type: hermes.ResultError,
 			SessionID: job.SessionID, ThreadID: job.ThreadID, Reply: job.Reply,
-			StartedAt: l.Clock.Now(),
+			StartedAt: start,
 			Result:    hermes.Result{JobID: job.ID, Error: "the workspace failed: " + err.Error(), FinishedAt: l.Clock.Now()},
 		}
+	}
+	if res.Type == hermes.ResultInterrupted {
+		log.InfoContext(ctx, "the job was interrupted; its partial work is checkpointed", "commit", res.Commit)
 	}
 	body, err := json.Marshal(res)
 	if err != nil {
 		log.ErrorContext(ctx, "encoding the result", "err", err)
-		return true
+		return false
 	}
 	attrs := map[string]string{"jobId": job.ID, "type": res.Type, "threadId": job.ThreadID, "sessionId": job.SessionID}
 	if _, err := l.Queues.Send(ctx, q.Output, string(body), attrs); err != nil {
 		// The job is not deleted: it becomes visible again and is redone.
 		log.ErrorContext(ctx, "sending the result; the job is left for redelivery", "err", err)
-		return true
+		l.unhold(h)
+		return false
 	}
-	if err := l.markDone(job.ID); err != nil {
-		log.ErrorContext(ctx, "recording the job as finished", "err", err)
-	}
-	if err := l.Queues.Delete(ctx, q.Input, d.Receipt); err != nil {
-		log.ErrorContext(ctx, "deleting the finished job", "err", err)
-	}
-	return true
+	l.finishJob(ctx, log, q, h)
+	return false
 }
 
-// extend keeps the job hidden while it runs: every Visibility/2 its
-// visibility is set to Visibility from now.
-func (l *Loop) extend(ctx context.Context, log *slog.Logger, queue, receipt string) {
+// finishJob records the job as finished and deletes it.
+func (l *Loop) finishJob(ctx context.Context, log *slog.Logger, q hermes.QueueSet, h *heldJob) {
+	if err := l.markDone(h.job.ID); err != nil {
+		log.ErrorContext(ctx, "recording the job as finished", "err", err)
+	}
+	l.deleteMessage(ctx, log, q.Input, l.receipt(h))
+	l.unhold(h)
+}
+
+// startedNotice is the message that says a job has started
+// (hermes.ResultStarted); Hermes turns it into a session event.
+type startedNotice struct {
+	Version   int                 `json:"version"`
+	Type      string              `json:"type"`
+	JobID     string              `json:"jobId"`
+	SessionID string              `json:"sessionId"`
+	ThreadID  string              `json:"threadId"`
+	Reply     hermes.ReplyContext `json:"reply"`
+	StartedAt time.Time           `json:"startedAt"`
+}
+
+// sendStarted sends the started notice; a failure is logged and nothing
+// more.
+func (l *Loop) sendStarted(ctx context.Context, log *slog.Logger, q hermes.QueueSet, job *hermes.Job, start time.Time) {
+	body, err := json.Marshal(startedNotice{Version: hermes.ResultVersion, Type: hermes.ResultStarted, JobID: job.ID,
+		SessionID: job.SessionID, ThreadID: job.ThreadID, Reply: job.Reply, StartedAt: start})
+	if err == nil {
+		attrs := map[string]string{"jobId": job.ID, "type": hermes.ResultStarted, "threadId": job.ThreadID, "sessionId": job.SessionID}
+		_, err = l.Queues.Send(ctx, q.Output, string(body), attrs)
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "sending the started notice", "err", err)
+	}
+}
+
+// watch receives from the input queue while a job runs, until ctx ends.
+// What it receives is accepted: held to run next, or deleted as a repeat;
+// a newer job interrupts the running one.
+func (l *Loop) watch(ctx context.Context, log *slog.Logger, q hermes.QueueSet, run *running) {
+	wait := min(orDefault(l.WatchWait, DefaultWatchWait), hermes.MaxReceiveWait)
+	for ctx.Err() == nil {
+		l.heldMu.Lock()
+		room := maxHeld - len(l.pending)
+		l.heldMu.Unlock()
+		if room <= 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			continue
+		}
+		ds, err := l.Queues.Receive(ctx, q.Input, min(room, hermes.MaxReceiveBatch), wait, orDefault(l.Visibility, DefaultVisibility))
+		if err != nil {
+			if ctx.Err() == nil {
+				log.ErrorContext(ctx, "watching the input queue", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		for _, d := range ds {
+			l.accept(context.WithoutCancel(ctx), log, q, d, run)
+		}
+	}
+}
+
+// control carries out a control job and reports whether the container is
+// to stop.
+func (l *Loop) control(ctx context.Context, log *slog.Logger, q hermes.QueueSet, h *heldJob) bool {
+	switch h.job.Control {
+	case ControlDeactivate:
+		log.InfoContext(ctx, "deactivating: checkpointing the workspace")
+		if hash, err := l.Workspace.Checkpoint(ctx, "WIP: checkpoint before deactivation"); err != nil {
+			// The job is left: redelivered, it tries again.
+			log.ErrorContext(ctx, "checkpointing before deactivation; the control job is left for redelivery", "err", err)
+			l.release(ctx, log, q.Input, h)
+			return false
+		} else if hash != "" {
+			log.InfoContext(ctx, "checkpointed work in progress", "commit", hash)
+		}
+		l.finishJob(ctx, log, q, h)
+		return true
+	default:
+		log.ErrorContext(ctx, "unknown control action: the control job is deleted", "control", h.job.Control)
+		l.finishJob(ctx, log, q, h)
+		return false
+	}
+}
+
+// extend keeps the held jobs hidden: every Visibility/2 the visibility of
+// each is set to Visibility from now.
+func (l *Loop) extend(ctx context.Context, log *slog.Logger, queue string) {
 	vis := orDefault(l.Visibility, DefaultVisibility)
 	t := time.NewTicker(max(vis/2, time.Millisecond))
 	defer t.Stop()
@@ -246,19 +503,48 @@ func (l *Loop) extend(ctx context.Context, log *slog.Logger, queue, receipt stri
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := l.Queues.ChangeVisibility(ctx, queue, receipt, vis); err != nil && ctx.Err() == nil {
-				log.ErrorContext(ctx, "extending the job's visibility", "err", err)
+		}
+		l.heldMu.Lock()
+		receipts := make(map[*heldJob]string, len(l.held))
+		maps.Copy(receipts, l.held)
+		l.heldMu.Unlock()
+		for h, r := range receipts {
+			if err := l.Queues.ChangeVisibility(ctx, queue, r, vis); err != nil && ctx.Err() == nil {
+				log.ErrorContext(ctx, "extending a held job's visibility", "job", h.job.ID, "err", err)
 			}
 		}
 	}
 }
 
-// release makes a received job visible again at once, even after ctx ended.
-func (l *Loop) release(ctx context.Context, log *slog.Logger, queue, receipt string) {
+// deleteMessage deletes a received message, even after ctx ended.
+func (l *Loop) deleteMessage(ctx context.Context, log *slog.Logger, queue, receipt string) {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+	defer cancel()
+	if err := l.Queues.Delete(c, queue, receipt); err != nil {
+		log.ErrorContext(ctx, "deleting a job", "err", err)
+	}
+}
+
+// releaseAll makes every held job visible again.
+func (l *Loop) releaseAll(ctx context.Context, log *slog.Logger, queue string) {
+	l.heldMu.Lock()
+	hs := slices.Collect(maps.Keys(l.held))
+	l.pending = nil
+	l.heldMu.Unlock()
+	for _, h := range hs {
+		log.InfoContext(ctx, "making a held job visible again", "job", h.job.ID)
+		l.release(ctx, log, queue, h)
+	}
+}
+
+// release makes a held job visible again at once, even after ctx ended.
+func (l *Loop) release(ctx context.Context, log *slog.Logger, queue string, h *heldJob) {
+	receipt := l.receipt(h)
+	l.unhold(h)
 	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
 	defer cancel()
 	if err := l.Queues.ChangeVisibility(c, queue, receipt, 0); err != nil {
-		log.ErrorContext(ctx, "making the job visible again", "err", err)
+		log.ErrorContext(ctx, "making the job visible again", "job", h.job.ID, "err", err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +50,7 @@ func newLoopEnv(t *testing.T, mode string) *loopEnv {
 	}
 	return &loopEnv{db: db, qs: qs, loop: &worker.Loop{
 		Store: db, Queues: db, ContainerID: containerID, Workspace: setup(t, mode),
-		IdleTimeout: time.Second, Visibility: 2 * time.Second, Heartbeat: 100 * time.Millisecond,
+		IdleTimeout: time.Second, Visibility: 2 * time.Second, Heartbeat: 100 * time.Millisecond, WatchWait: 200 * time.Millisecond,
 	}}
 }
 
@@ -82,10 +84,24 @@ func wait(t *testing.T, done chan error) {
 	}
 }
 
-// results drains the output queue.
+// output is what the worker sent on its output queue: the results, and the
+// started notices (as decoded maps, to check their exact shape).
+type output struct {
+	results []hermes.ResultMessage
+	started []map[string]any
+	order   []string // "started:{jobId}" and "{type}:{jobId}", in the order sent
+}
+
+// results drains the output queue and returns the results.
 func (e *loopEnv) results(t *testing.T) []hermes.ResultMessage {
 	t.Helper()
-	var out []hermes.ResultMessage
+	return e.output(t).results
+}
+
+// output drains the output queue.
+func (e *loopEnv) output(t *testing.T) output {
+	t.Helper()
+	var out output
 	for {
 		ds, err := e.db.Receive(t.Context(), e.qs.Output, 10, 0, time.Minute)
 		if err != nil {
@@ -95,14 +111,23 @@ func (e *loopEnv) results(t *testing.T) []hermes.ResultMessage {
 			return out
 		}
 		for _, d := range ds {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(d.Body), &m); err != nil {
+				t.Fatal(err)
+			}
+			if d.Attributes["jobId"] != m["jobId"] || d.Attributes["type"] != m["type"] {
+				t.Errorf("attributes %v of %v", d.Attributes, m)
+			}
+			out.order = append(out.order, m["type"].(string)+":"+m["jobId"].(string))
+			if m["type"] == hermes.ResultStarted {
+				out.started = append(out.started, m)
+				continue
+			}
 			var r hermes.ResultMessage
 			if err := json.Unmarshal([]byte(d.Body), &r); err != nil {
 				t.Fatal(err)
 			}
-			if d.Attributes["jobId"] != r.JobID {
-				t.Errorf("attributes %v", d.Attributes)
-			}
-			out = append(out, r)
+			out.results = append(out.results, r)
 		}
 	}
 }
@@ -125,9 +150,18 @@ func TestLoopRunsJobOnceAndExitsWhenIdle(t *testing.T) {
 	start := time.Now()
 	wait(t, e.start(t.Context()))
 
-	res := e.results(t)
+	out := e.output(t)
+	res := out.results
 	if len(res) != 1 {
 		t.Fatalf("%d results, want 1: %+v", len(res), res)
+	}
+	if want := []string{"started:" + job.ID, "result:" + job.ID}; !slices.Equal(out.order, want) {
+		t.Errorf("sent %q, want %q", out.order, want)
+	}
+	n := out.started[0]
+	if len(n) != 7 || n["version"] != 1.0 || n["sessionId"] != job.SessionID || n["threadId"] != job.ThreadID ||
+		n["reply"].(map[string]any)["channel"] != hermes.ChannelAPI || n["startedAt"] == nil {
+		t.Errorf("started notice %v", n)
 	}
 	r := res[0]
 	if r.JobID != job.ID || r.Type != hermes.ResultDone || !r.Success || r.Commit == "" || r.Branch != worker.BranchName(job.ThreadID) ||
@@ -186,9 +220,10 @@ func TestLoopHeartbeatsWhileBusy(t *testing.T) {
 	cancel()
 	wait(t, done)
 
-	// SIGTERM: no result, the job visible again for the next worker.
-	if res := e.results(t); len(res) != 0 {
-		t.Errorf("results after a cancelled job: %+v", res)
+	// SIGTERM: no result (only the started notice), the job visible again
+	// for the next worker.
+	if out := e.output(t); len(out.results) != 0 || len(out.started) != 1 {
+		t.Errorf("results after a cancelled job: %+v", out)
 	}
 	if s := e.stats(t, e.qs.Input); s.Visible != 1 || s.InFlight != 0 {
 		t.Errorf("input queue %+v: the cancelled job should be visible again", s)
@@ -217,5 +252,186 @@ func TestLoopLeavesUnknownVersion(t *testing.T) {
 	}
 	if s := e.stats(t, e.qs.Input); s.Visible+s.InFlight != 1 {
 		t.Errorf("input queue %+v: the job should be left undeleted", s)
+	}
+}
+
+// waitFile waits for the file to exist.
+func waitFile(t *testing.T, name string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(name); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", name)
+		}
+	}
+}
+
+// waitStats waits for the input queue to have visible and in-flight
+// messages.
+func (e *loopEnv) waitStats(t *testing.T, visible, inFlight int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s := e.stats(t, e.qs.Input)
+		if s.Visible == visible && s.InFlight == inFlight {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("input queue %+v, want %d visible and %d in flight", s, visible, inFlight)
+		}
+	}
+}
+
+func TestLoopNewerJobInterrupts(t *testing.T) {
+	e := newLoopEnv(t, "multi")
+	dir := e.loop.Workspace.Dir
+	thread := hermes.NewToken()
+	first := newJob(thread, "wait for it A")
+	first.CreatedAt = time.Now().UTC()
+	e.send(t, first)
+	done := e.start(t.Context())
+	waitFile(t, filepath.Join(dir, "partial-A.txt"))
+	second := newJob(thread, "Change the title to Stamps")
+	second.CreatedAt = time.Now().UTC()
+	e.send(t, second)
+	wait(t, done)
+
+	out := e.output(t)
+	if want := []string{"started:" + first.ID, "interrupted:" + first.ID, "started:" + second.ID, "result:" + second.ID}; !slices.Equal(out.order, want) {
+		t.Fatalf("sent %q, want %q", out.order, want)
+	}
+	a, b := out.results[0], out.results[1]
+	if !a.Interrupted || a.Success || a.Commit == "" || !strings.Contains(a.Summary, "Interrupted by a newer instruction") {
+		t.Errorf("interrupted result %+v", a)
+	}
+	if git(t, dir, "show", a.Commit+":partial-A.txt") != "half done" || !strings.HasPrefix(git(t, dir, "log", "-1", "--format=%s", a.Commit), "WIP: ") {
+		t.Errorf("the checkpoint %s does not hold the partial work", a.Commit)
+	}
+	if !b.Success || b.Commit == "" || git(t, dir, "rev-parse", b.Commit+"^") != a.Commit {
+		t.Errorf("the newer job %+v does not run on top of the checkpoint %s", b, a.Commit)
+	}
+	if s := e.stats(t, e.qs.Input); s.Visible != 0 || s.InFlight != 0 {
+		t.Errorf("input queue %+v: both jobs should be deleted", s)
+	}
+}
+
+func TestLoopQueuePolicyWaitsInOrder(t *testing.T) {
+	e := newLoopEnv(t, "gate")
+	e.loop.Workspace.Project.BusyPolicy = hermes.BusyQueue
+	dir := e.loop.Workspace.Dir
+	first := newJob(hermes.NewToken(), "Title First")
+	first.CreatedAt = time.Now().UTC()
+	e.send(t, first)
+	done := e.start(t.Context())
+	waitFile(t, filepath.Join(dir, "partial-First.txt"))
+	newer := newJob(first.ThreadID, "Title Newer")
+	newer.CreatedAt = time.Now().UTC()
+	older := newJob(hermes.NewToken(), "Title Older") // queued long ago, delivered late
+	older.CreatedAt = first.CreatedAt.Add(-time.Hour)
+	e.send(t, newer)
+	e.send(t, older)
+	e.waitStats(t, 0, 3)                // both held by the worker while the first runs
+	time.Sleep(1500 * time.Millisecond) // longer than the visibility's half: held jobs are extended
+	e.waitStats(t, 0, 3)
+	if err := os.WriteFile(filepath.Join(dir, ".git", "hermes-test-gate"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, done)
+
+	out := e.output(t)
+	if want := []string{"started:" + first.ID, "result:" + first.ID, "started:" + older.ID, "result:" + older.ID,
+		"started:" + newer.ID, "result:" + newer.ID}; !slices.Equal(out.order, want) {
+		t.Fatalf("sent %q, want %q", out.order, want)
+	}
+	for _, r := range out.results {
+		if !r.Success || r.Interrupted {
+			t.Errorf("result %+v", r)
+		}
+	}
+	if s := e.stats(t, e.qs.Input); s.Visible != 0 || s.InFlight != 0 {
+		t.Errorf("input queue %+v", s)
+	}
+}
+
+func TestLoopRepeatDoesNotInterrupt(t *testing.T) {
+	e := newLoopEnv(t, "gate")
+	dir := e.loop.Workspace.Dir
+	job := newJob(hermes.NewToken(), "Title Once")
+	job.CreatedAt = time.Now().UTC()
+	e.send(t, job)
+	done := e.start(t.Context())
+	waitFile(t, filepath.Join(dir, "partial-Once.txt"))
+	e.send(t, job) // the same job queued again
+	e.waitStats(t, 0, 1)
+	if err := os.WriteFile(filepath.Join(dir, ".git", "hermes-test-gate"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, done)
+	out := e.output(t)
+	if len(out.results) != 1 || !out.results[0].Success || out.results[0].Interrupted || len(out.started) != 1 {
+		t.Errorf("output %+v", out)
+	}
+}
+
+func TestLoopBacklogRunsInOrder(t *testing.T) {
+	e := newLoopEnv(t, "title")
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	e.loop.Clock = func() time.Time { return now }
+	thread := hermes.NewToken()
+	a, b := newJob(thread, "Title Alpha"), newJob(thread, "Title Beta")
+	a.CreatedAt, b.CreatedAt = now.Add(-2*time.Minute), now.Add(-time.Minute)
+	e.send(t, a)
+	e.send(t, b)
+	wait(t, e.start(t.Context()))
+	out := e.output(t)
+	if want := []string{"started:" + a.ID, "result:" + a.ID, "started:" + b.ID, "result:" + b.ID}; !slices.Equal(out.order, want) {
+		t.Fatalf("sent %q, want %q: jobs waiting before the first started must not interrupt it", out.order, want)
+	}
+	if !out.results[0].Success || !out.results[1].Success || out.started[1]["startedAt"] != "2030-01-02T03:04:05Z" {
+		t.Errorf("output %+v", out)
+	}
+}
+
+func TestLoopDeactivate(t *testing.T) {
+	e := newLoopEnv(t, "gate")
+	e.loop.Workspace.Project.BusyPolicy = hermes.BusyQueue
+	dir := e.loop.Workspace.Dir
+	running := newJob(hermes.NewToken(), "Title Running")
+	running.CreatedAt = time.Now().UTC()
+	e.send(t, running)
+	done := e.start(t.Context())
+	waitFile(t, filepath.Join(dir, "partial-Running.txt"))
+	waiting := newJob(hermes.NewToken(), "Title Waiting")
+	waiting.CreatedAt = time.Now().UTC()
+	e.send(t, waiting)
+	e.waitStats(t, 0, 2)
+	control := newJob(running.ThreadID, "")
+	control.Type, control.Control, control.CreatedAt = hermes.JobControl, worker.ControlDeactivate, time.Now().UTC()
+	e.send(t, control)
+	wait(t, done)
+
+	out := e.output(t)
+	if want := []string{"started:" + running.ID, "interrupted:" + running.ID}; !slices.Equal(out.order, want) {
+		t.Fatalf("sent %q, want %q", out.order, want)
+	}
+	if c := out.results[0].Commit; c == "" || git(t, dir, "show", c+":partial-Running.txt") != "half done" {
+		t.Errorf("the interrupted job's work is not checkpointed: %+v", out.results[0])
+	}
+	c, err := e.db.GetContainer(t.Context(), containerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != hermes.ContainerStopped || c.Detail != "deactivated" {
+		t.Errorf("container %+v", c)
+	}
+	// The waiting job is back in the queue for the next start; the control
+	// job is gone.
+	if s := e.stats(t, e.qs.Input); s.Visible != 1 || s.InFlight != 0 {
+		t.Fatalf("input queue %+v", s)
+	}
+	ds, err := e.db.Receive(t.Context(), e.qs.Input, 10, 0, time.Minute)
+	if err != nil || len(ds) != 1 || !strings.Contains(ds[0].Body, waiting.ID) {
+		t.Errorf("left in the queue: %+v %v", ds, err)
 	}
 }

@@ -305,3 +305,26 @@ func (w *Workspace) push(ctx context.Context, branch string) error {
 	_, err := w.git(ctx, "push", "--quiet", "origin", "refs/heads/"+branch+":refs/heads/"+branch)
 	return err
 }
+
+// Checkpoint commits every change in the checkout on the current branch
+// with msg, and pushes the branch when the project pushes. It returns the
+// commit, or "" when there was nothing to commit. Git runs to its end even
+// when ctx is cancelled.
+func (w *Workspace) Checkpoint(ctx context.Context, msg string) (string, error) {
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
+	defer cancel()
+	hash, _, err := w.commitAll(gctx, msg+"\n")
+	if err != nil {
+		return "", fmt.Errorf("worker: checkpoint: %w", err)
+	}
+	if hash != "" && w.Project != nil && w.Project.Push {
+		if cur, err := w.git(gctx, "symbolic-ref", "--quiet", "--short", "HEAD"); err == nil && strings.HasPrefix(strings.TrimSpace(cur), "thread-") {
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(orDefault(w.PushTimeout, DefaultPushTimeout), 20*time.Second))
+			defer cancel()
+			if err := w.push(pctx, strings.TrimSpace(cur)); err != nil {
+				w.log().ErrorContext(ctx, "pushing the checkpoint", "err", err)
+			}
+		}
+	}
+	return hash, nil
+}

@@ -75,27 +75,27 @@ func main() {
 		os.MkdirAll("newdir", 0o755)
 		os.WriteFile("newdir/x.txt", []byte("x\n"), 0o644)
 		fmt.Printf("Plan (mode %s):\n1. Change the title.\n", os.Getenv("HERMES_MODE"))
-	case "multi": // by the instruction's first word: wait (partial work, then wait to be killed), slow (a second, then title), else title
+	case "multi": // by the instruction's first word: wait (partial work, then wait to be killed), else the title from the last word
 		f := strings.Fields(text)
-		switch f[0] {
-		case "wait":
+		if f[0] == "wait" {
 			if err := os.WriteFile("partial-"+f[len(f)-1]+".txt", []byte("half done\n"), 0o644); err != nil {
 				fail(err)
 			}
 			time.Sleep(time.Minute)
-		case "slow":
-			time.Sleep(time.Second)
 		}
-		b, err := os.ReadFile("index.html")
-		if err != nil {
+		setTitle(f[len(f)-1])
+	case "gate": // partial work, then wait (at most a minute) for .git/hermes-test-gate, then the title from the last word
+		f := strings.Fields(text)
+		if err := os.WriteFile("partial-"+f[len(f)-1]+".txt", []byte("half done\n"), 0o644); err != nil {
 			fail(err)
 		}
-		title := f[len(f)-1]
-		b = regexp.MustCompile(`<title>[^<]*</title>`).ReplaceAll(b, []byte("<title>"+title+"</title>"))
-		if err := os.WriteFile("index.html", b, 0o644); err != nil {
-			fail(err)
+		for i := 0; i < 600; i++ {
+			if _, err := os.Stat(".git/hermes-test-gate"); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		fmt.Printf("Set the page title to %q.\n", title)
+		setTitle(f[len(f)-1])
 	case "build": // the build: dist/ from index.html, plus a file named after the page's title
 		b, err := os.ReadFile("index.html")
 		if err != nil {
@@ -118,6 +118,18 @@ func main() {
 		signal.Ignore(syscall.SIGTERM)
 		time.Sleep(time.Minute)
 	}
+}
+
+func setTitle(title string) {
+	b, err := os.ReadFile("index.html")
+	if err != nil {
+		fail(err)
+	}
+	b = regexp.MustCompile(`<title>[^<]*</title>`).ReplaceAll(b, []byte("<title>"+title+"</title>"))
+	if err := os.WriteFile("index.html", b, 0o644); err != nil {
+		fail(err)
+	}
+	fmt.Printf("Set the page title to %q.\n", title)
 }
 
 func fail(err error) {
