@@ -111,6 +111,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	results := &relay.Results{
 		Store: store, Queues: queues, Clock: clock, Log: log, FromEmail: cfg.FromEmail, Kick: deliverer.Kick,
+		Interval:  cfg.ResultsInterval,
 		PublicURL: cfg.PublicURL, ApprovalTTL: cfg.ApprovalTTL, // approval links of plans
 		Relayed: func(kind string) { m.ResultsRelayed.WithLabelValues(kind).Inc() },
 		Dropped: func(reason string) { m.ResultsDropped.WithLabelValues(reason).Inc() },

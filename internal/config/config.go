@@ -53,6 +53,9 @@ type Config struct {
 	// receivers without being extended (HERMES_JOB_VISIBILITY); the worker
 	// extends it every half while the job runs.
 	JobVisibility time.Duration
+	// ResultsInterval is the pause between the results relay's passes
+	// over the output queues (HERMES_RESULTS_INTERVAL).
+	ResultsInterval time.Duration
 
 	// QueueCleanupAfter: the queue sets of containers stopped for longer
 	// than this, with empty queues, are deleted
@@ -167,6 +170,7 @@ func Load(getenv func(string) string) (Config, error) {
 		WorkerBin:         l.str("HERMES_WORKER_BIN", ""),
 		ReconcileInterval: l.duration("HERMES_RECONCILE_INTERVAL", 15*time.Second, 100*time.Millisecond),
 		JobVisibility:     l.duration("HERMES_JOB_VISIBILITY", 5*time.Minute, time.Second),
+		ResultsInterval:   l.duration("HERMES_RESULTS_INTERVAL", 2*time.Second, 10*time.Millisecond),
 		ProjectsFile:      l.str("HERMES_PROJECTS_FILE", ""),
 		SMTPAddr:          l.str("HERMES_SMTP_ADDR", "127.0.0.1:2525"),
 		Store:             l.oneOf("HERMES_STORE", "sqlite", "sqlite", "dynamodb"),
