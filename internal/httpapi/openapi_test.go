@@ -35,6 +35,8 @@ var (
 func init() {
 	// POST /inbound/email takes SES notifications as text/json too.
 	openapi3filter.RegisterBodyDecoder("text/json", openapi3filter.JSONBodyDecoder)
+	// GET /api/sessions/{sessionId}/events is a text stream.
+	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 	apiDoc, apiRouter, apiDocErr = loadOpenAPI()
 	exchangeValidator = func(t *testing.T, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) {
 		t.Helper()
@@ -264,7 +266,7 @@ func docOperations(t *testing.T) []operation {
 func probePath(path string) string {
 	return strings.NewReplacer(
 		"{clientId}", "nosuch", "{projectId}", "nosuch", "{userId}", "nosuch",
-		"{sessionId}", strings.Repeat("a", 26),
+		"{sessionId}", strings.Repeat("a", 26), "{containerId}", "nosuch_nosuch_nosuch",
 	).Replace(path)
 }
 
@@ -443,6 +445,12 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	do("GET", "/api/outbox?status=pending&limit=10", adminKey, nil, http.StatusOK)
 	do("GET", "/api/outbox", ameliaKey, nil, http.StatusOK)
 	do("GET", "/api/containers", ameliaKey, nil, http.StatusOK)
+	do("GET", "/api/sessions/"+id+"/events?follow=false", ameliaKey, nil, http.StatusOK)
+	killJob(t, a, "amelia_site_scott")
+	do("GET", "/api/dead-jobs", adminKey, nil, http.StatusOK)
+	do("GET", "/api/dead-jobs?containerId=amelia_site_scott&limit=10", adminKey, nil, http.StatusOK)
+	do("POST", "/api/containers/amelia_site_scott/dead-jobs/redrive", adminKey, nil, http.StatusOK)
+	do("DELETE", "/api/containers/amelia_site_scott/dead-jobs", adminKey, nil, http.StatusOK)
 
 	// Directory.
 	tree := map[string]any{
@@ -588,7 +596,7 @@ func TestOpenAPIValidatorCatchesMismatches(t *testing.T) {
 			newResp(418, "application/problem+json", `{"type":"about:blank","title":"x","status":418}`), `{"type":"about:blank","title":"x","status":418}`, true},
 		{"wrong content type", newReq("GET", "/api/clients", "", true), "",
 			newResp(200, "text/html", "[]"), "[]", true},
-		{"undocumented route answered 200", newReq("GET", "/api/dead-jobs", "", true), "",
+		{"undocumented route answered 200", newReq("GET", "/api/jobs/dead", "", true), "",
 			newResp(200, "application/json", "[]"), "[]", true},
 		{"problem with another status", newReq("GET", "/api/clients", "", true), "",
 			newResp(403, "application/problem+json", `{"type":"about:blank","title":"x","status":404}`), `{"type":"about:blank","title":"x","status":404}`, true},

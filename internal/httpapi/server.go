@@ -11,10 +11,12 @@ import (
 	"path"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/events"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/metrics"
 	"github.com/webordinary/hermes/internal/preview"
@@ -38,6 +40,15 @@ type Server struct {
 	// /preview/{clientId}/{projectId}/{threadId}/…; nil answers every
 	// preview request 404.
 	Previews http.Handler
+	// Runner wakes a container after its dead jobs are redriven; nil
+	// leaves them to the reconcile loop.
+	Runner hermes.Runner
+	// Events is the hub of session events streamed at
+	// /api/sessions/{sessionId}/events; nil streams only the history.
+	Events *events.Hub
+	// EventsHeartbeat is how often an idle event stream gets a comment
+	// and its session's status is checked; DefaultEventsHeartbeat when 0.
+	EventsHeartbeat time.Duration
 
 	ready   atomic.Bool
 	mux     *http.ServeMux
@@ -79,6 +90,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		"POST /api/sessions/{sessionId}/keepalive":  s.handleKeepalive,
 		"POST /api/sessions/{sessionId}/deactivate": s.handleDeactivate,
 		"POST /api/sessions/{sessionId}/messages":   s.handleSessionMessage,
+		"GET /api/sessions/{sessionId}/events":      s.handleEvents, // site front-ends, dashboards (SSE)
 	})
 	// The API channel: chat front-ends, scripts (admin or the client's scope).
 	mux.Handle("POST /api/messages", s.authed(s.handleMessage))
@@ -89,6 +101,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	// Introspection: operators and dashboards.
 	mux.Handle("GET /api/outbox", s.authed(s.handleOutbox))
 	mux.Handle("GET /api/containers", s.authed(s.handleContainers))
+	// Dead jobs: operators (admin scope).
+	mux.Handle("GET /api/dead-jobs", s.admin(s.handleDeadJobs))
+	mux.Handle("POST /api/containers/{containerId}/dead-jobs/redrive", s.admin(s.handleRedriveDeadJobs))
+	mux.Handle("DELETE /api/containers/{containerId}/dead-jobs", s.admin(s.handlePurgeDeadJobs))
 
 	// Previews: browsers, from the links in replies and session status
 	// (public: the thread id is the unguessable part). The path without a
