@@ -19,6 +19,7 @@ import (
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/directory"
 	"github.com/webordinary/hermes/internal/emailin"
+	"github.com/webordinary/hermes/internal/events"
 	"github.com/webordinary/hermes/internal/httpapi"
 	"github.com/webordinary/hermes/internal/lifecycle"
 	"github.com/webordinary/hermes/internal/logctx"
@@ -90,6 +91,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	m := metrics.New(store, log)
+	// Session events: published by the router, the relays and the runner,
+	// streamed at /api/sessions/{sessionId}/events.
+	hub := events.NewHub(0, clock)
 	sessions := &lifecycle.Sessions{
 		Store: store, Clock: clock, TTL: cfg.SessionTTL, PublicBase: cfg.PublicURL, Log: log,
 		Hooks: lifecycle.Hooks{
@@ -155,7 +159,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	api := &httpapi.Server{
 		Store: store, Sessions: sessions, Router: rt, Queues: queues, Metrics: m, Log: log, Clock: clock,
 		Auth:     httpapi.NewAuthenticator(keys, cfg.JWT, time.Now),
-		BasePath: cfg.BasePath, Version: version(),
+		BasePath: cfg.BasePath, Version: version(), PublicURL: cfg.PublicURL,
 		// Edit containers publish each thread's built site under
 		// previews/{clientId}/{projectId}/{threadId}/ in the data directory.
 		Previews: preview.New(filepath.Join(cfg.DataDir, "previews"), log),
@@ -165,6 +169,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Rejected: func(ch, reason string) { m.MessagesRejected.WithLabelValues(ch, reason).Inc() },
 		},
 	}
+	// Session events, dead jobs (SPEC §2 step 11) and the idle queue clean-up.
+	rt.Events, results.Events, api.Events, api.Runner = hub, hub, hub, runner
+	dead := &relay.Dead{Store: store, Queues: queues, Clock: clock, Log: log, FromEmail: cfg.FromEmail, Kick: deliverer.Kick,
+		Events: hub, Answered: m.RegisterDeadLetters(store, queues, log).Inc}
+	cleanup := &lifecycle.QueueCleanup{Store: store, Queues: queues, Clock: clock, Log: log, After: cfg.QueueCleanupAfter}
 	srv := &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -175,6 +184,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(hub.Close) // event streams end, so that Shutdown does not wait for them
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -201,6 +211,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	wg.Go(func() { reaper.Run(logctx.With(loops, slog.String("loop", "reaper"))) })
 	wg.Go(func() { deliverer.Run(logctx.With(loops, slog.String("loop", "outbox"))) })
 	wg.Go(func() { results.Run(logctx.With(loops, slog.String("loop", "results"))) })
+	wg.Go(func() { dead.Run(logctx.With(loops, slog.String("loop", "dead-jobs"))) })
+	wg.Go(func() { cleanup.Run(logctx.With(loops, slog.String("loop", "queue-cleanup"))) })
 	wg.Go(func() {
 		runner.RunReconcile(logctx.With(loops, slog.String("loop", "reconcile")), cfg.ReconcileInterval)
 	})
