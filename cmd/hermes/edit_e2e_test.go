@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/webordinary/hermes/internal/worker/workertest"
+)
+
+// testAgent builds the worker tests' command agent (its first argument
+// picks a behaviour: title, multi, gate, …) and returns its path.
+func testAgent(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agent")
+	cmd := exec.Command("go", "build", "-o", bin, "./internal/worker/testdata/agent")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the test agent: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// editServe starts serve with workers on the example site, its project
+// using the agent described by agentJSON, and returns a client, the SMTP
+// address and the serve's logs.
+func editServe(t *testing.T, agentJSON string, extra map[string]string) (client, string, *logLines, map[string]string) {
+	t.Helper()
+	dir := exampleProject(t)
+	projects := filepath.Join(dir, "projects.json")
+	if err := os.WriteFile(projects, fmt.Appendf(nil, `{"clients":[{"id":"amelia","name":"Amelia Stamps","projects":[{"id":"site",
+		"repoUrl":%q,"emailAddresses":["edit@amelia.example.com"],"agent":%s}],
+		"users":[{"id":"scott","emails":["scott@example.com"]}]}]}`, filepath.Join(dir, "site.git"), agentJSON), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := baseVars(t)
+	withWorkers(t, vars)
+	vars["HERMES_PROJECTS_FILE"] = projects
+	vars["HERMES_SMTP_ADDR"] = "127.0.0.1:0"
+	vars["HERMES_API_KEYS"] = "an-admin-key-for-tests=admin"
+	for k, v := range extra {
+		vars[k] = v
+	}
+	base, logs, _ := startServe(t, vars)
+	smtpAddr := logs.wait(t, "smtp server listening", 5*time.Second)["addr"].(string)
+	return client{t: t, base: base, key: "an-admin-key-for-tests"}, smtpAddr, logs, vars
+}
+
+func mail(t *testing.T, smtpAddr, msgID, subject, body string, replyTo *outboxItem) {
+	t.Helper()
+	h := map[string]string{"Subject": subject, "Message-ID": msgID}
+	if replyTo != nil {
+		h["Subject"] = "Re: " + replyTo.Subject
+		h["In-Reply-To"] = replyTo.Headers["Message-ID"]
+		h["References"] = strings.TrimSpace(replyTo.Headers["References"] + " " + replyTo.Headers["Message-ID"])
+	}
+	if err := sendMail(t, smtpAddr, "scott@example.com", "edit@amelia.example.com", h, body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c client) count(kind, inReplyTo string) int {
+	n := 0
+	for _, it := range c.outbox() {
+		if it.Kind == kind && it.Headers["In-Reply-To"] == inReplyTo {
+			n++
+		}
+	}
+	return n
+}
+
+func gitOut(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestInterruptEndToEnd: a second message in the thread interrupts the
+// running agent: the partial work is committed as a checkpoint, the first
+// request gets an "interrupted" reply, and the new instruction runs on top.
+func TestInterruptEndToEnd(t *testing.T) {
+	agent := testAgent(t)
+	c, smtpAddr, _, vars := editServe(t, fmt.Sprintf(`{"kind":"command","command":[%q,"multi"]}`, agent), nil)
+	mail(t, smtpAddr, "<int1@example.com>", "Slow one", "wait for it slowpoke\n", nil)
+	var ack outboxItem
+	waitLong(t, "the acknowledgement", func() (ok bool) { ack, ok = c.find("ack", "<int1@example.com>"); return })
+	waitLong(t, "the agent at work", func() bool { s, d := c.containerState(); return s == "running" && d == "busy" })
+	time.Sleep(300 * time.Millisecond) // the agent has written its partial work
+	mail(t, smtpAddr, "<int2@example.com>", "", "title Quickly\n", &ack)
+
+	var interrupted, result outboxItem
+	waitLong(t, "the interrupted reply", func() (ok bool) { interrupted, ok = c.find("interrupted", "<int1@example.com>"); return })
+	waitLong(t, "the new instruction's result", func() (ok bool) { result, ok = c.find("result", "<int2@example.com>"); return })
+	if interrupted.ThreadID != ack.ThreadID || result.ThreadID != ack.ThreadID {
+		t.Fatalf("threads: ack %s interrupted %s result %s", ack.ThreadID, interrupted.ThreadID, result.ThreadID)
+	}
+	ws := filepath.Join(vars["HERMES_DATA_DIR"], "workspaces", "amelia_site_scott")
+	branch := "thread-" + ack.ThreadID
+	log := gitOut(t, ws, "log", "--format=%s", branch)
+	if !strings.Contains(log, "WIP") {
+		t.Errorf("no checkpoint commit of the interrupted work:\n%s", log)
+	}
+	if gitOut(t, ws, "show", branch+":partial-slowpoke.txt") != "half done\n" {
+		t.Error("the interrupted work is not in the checkpoint")
+	}
+	if !strings.Contains(gitOut(t, ws, "show", branch+":index.html"), "<title>Quickly</title>") {
+		t.Error("the new instruction was not applied")
+	}
+	time.Sleep(time.Second)
+	if c.count("result", "<int1@example.com>") != 0 || c.count("interrupted", "<int1@example.com>") != 1 || c.count("result", "<int2@example.com>") != 1 {
+		t.Errorf("replies: %+v", c.outbox())
+	}
+}
+
+// TestWorkerKilledEndToEnd: `kill -9` of the worker in the middle of a job;
+// the runner restarts it, the job is delivered again and completed once.
+func TestWorkerKilledEndToEnd(t *testing.T) {
+	agent := testAgent(t)
+	c, smtpAddr, logs, vars := editServe(t, fmt.Sprintf(`{"kind":"command","command":[%q,"gate"]}`, agent), nil)
+	mail(t, smtpAddr, "<kill1@example.com>", "Gated", "set the title Survivor\n", nil)
+	pid := int(logs.wait(t, "container starting", 30*time.Second)["pid"].(float64))
+	waitLong(t, "the agent at work", func() bool { s, d := c.containerState(); return s == "running" && d == "busy" })
+	ws := filepath.Join(vars["HERMES_DATA_DIR"], "workspaces", "amelia_site_scott")
+	waitLong(t, "the partial work", func() bool {
+		_, err := os.Stat(filepath.Join(ws, "partial-Survivor.txt"))
+		return err == nil
+	})
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	logs.wait(t, "container crashed; restarting", 10*time.Second)
+	// Let the redelivered job through.
+	if err := os.WriteFile(filepath.Join(ws, ".git", "hermes-test-gate"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var result outboxItem
+	waitLong(t, "the result", func() (ok bool) { result, ok = c.find("result", "<kill1@example.com>"); return })
+	if !strings.Contains(gitOut(t, ws, "show", "thread-"+result.ThreadID+":index.html"), "<title>Survivor</title>") {
+		t.Fatal("the job was not completed")
+	}
+	time.Sleep(2 * time.Second)
+	if n := c.count("result", "<kill1@example.com>"); n != 1 {
+		t.Fatalf("%d results, want 1", n)
+	}
+	if d := c.inputDepth(); d != 0 {
+		t.Fatalf("input depth %d after the job", d)
+	}
+}
+
+// TestClaudeEndToEnd: the claude agent (a fake CLI with the real one's
+// JSON output) edits the site; a follow-up in the thread resumes the
+// agent's own session.
+func TestClaudeEndToEnd(t *testing.T) {
+	claude := workertest.FakeClaude(t)
+	c, smtpAddr, _, vars := editServe(t, `{"kind":"claude","model":"claude-sonnet-4-5"}`, map[string]string{"HERMES_CLAUDE_BIN": claude})
+	mail(t, smtpAddr, "<cl1@example.com>", "Title", "Please change the title to Claude Was Here\n", nil)
+	var r1, r2 outboxItem
+	waitLong(t, "the first result", func() (ok bool) { r1, ok = c.find("result", "<cl1@example.com>"); return })
+	mail(t, smtpAddr, "<cl2@example.com>", "", "Now change the title to Claude Came Back\n", &r1)
+	waitLong(t, "the follow-up's result", func() (ok bool) { r2, ok = c.find("result", "<cl2@example.com>"); return })
+	if r2.ThreadID != r1.ThreadID {
+		t.Fatalf("threads %s %s", r1.ThreadID, r2.ThreadID)
+	}
+	calls, err := workertest.FakeClaudeCalls(claude)
+	if err != nil || len(calls) != 2 {
+		t.Fatalf("%d calls, %v", len(calls), err)
+	}
+	if argValue(calls[0].Args, "--resume") != "" || argValue(calls[0].Args, "--model") != "claude-sonnet-4-5" {
+		t.Errorf("first call %q", calls[0].Args)
+	}
+	if argValue(calls[1].Args, "--resume") == "" {
+		t.Errorf("the follow-up did not resume the session: %q", calls[1].Args)
+	}
+	for _, call := range calls {
+		if strings.Contains(strings.Join(call.Args, " "), "Claude") {
+			t.Errorf("user text in argv: %q", call.Args)
+		}
+	}
+	ws := filepath.Join(vars["HERMES_DATA_DIR"], "workspaces", "amelia_site_scott")
+	if n := strings.Count(gitOut(t, ws, "log", "--format=%H", "main..thread-"+r1.ThreadID), "\n"); n != 2 {
+		t.Errorf("%d commits on the thread branch, want 2", n)
+	}
+}
+
+func argValue(args []string, name string) string {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func gitRun(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
