@@ -16,12 +16,20 @@ import (
 // containerIDVar names the container a worker works for.
 const containerIDVar = "HERMES_CONTAINER_ID"
 
-// runWorker is `hermes worker`: the program of one edit container. It is
-// configured by the environment like serve, plus HERMES_CONTAINER_ID; it
-// keeps its clone in $HERMES_DATA_DIR/workspaces/{containerId} and works
-// through the container's input queue until it has been idle for
-// HERMES_IDLE_TIMEOUT or ctx ends (SIGTERM). Nothing starts workers yet:
-// the runner that does is later work.
+// claudeBinVar overrides the Claude Code CLI of claude agents.
+const claudeBinVar = "HERMES_CLAUDE_BIN"
+
+// runWorker is `hermes worker`: the program of one edit container
+// (internal/worker). It is configured by the environment like serve, plus
+// HERMES_CONTAINER_ID and, for claude agents, HERMES_CLAUDE_BIN (the CLI;
+// "claude" on PATH by default). It keeps its clone in
+// $HERMES_DATA_DIR/workspaces/{containerId}, publishes previews into
+// $HERMES_DATA_DIR/previews (served by serve at /preview/…, linked under
+// HERMES_PUBLIC_URL), follows the project's busy policy, agent, build and
+// push settings, and works through the container's input queue until it
+// has been idle for HERMES_IDLE_TIMEOUT, a control job deactivates it, or
+// ctx ends (SIGTERM). The local runner of serve starts it as a child
+// process; on AWS it is the edit container's command.
 func runWorker(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) > 0 {
 		return usageError{"worker takes no arguments; it is configured by the environment"}
@@ -58,17 +66,26 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("project %s/%s of container %s: %w", c.ClientID, c.ProjectID, id, err)
 	}
-	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "workspaces", id))
+	data, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return err
 	}
+	ws := &worker.Workspace{
+		Dir: filepath.Join(data, "workspaces", id), Project: p, Log: log,
+		ClaudeBin:   getenv(claudeBinVar),
+		PreviewRoot: filepath.Join(data, "previews"),
+		PublicURL:   cfg.PublicURL,
+	}
 	loop := &worker.Loop{
 		Store: store, Queues: queues, ContainerID: id,
-		Workspace:   &worker.Workspace{Dir: dir, Project: p, Log: log},
+		Workspace:   ws,
 		Clock:       hermes.Clock(nil),
 		Log:         log,
 		IdleTimeout: cfg.IdleTimeout,
+		Visibility:  cfg.JobVisibility,
 	}
+	log.Info("worker configuration", "container_id", id, "project", p.ClientID+"/"+p.ID, "agent", p.Agent.Kind,
+		"busyPolicy", p.BusyPolicy, "build", p.Build != nil, "push", p.Push, "previews", ws.PreviewRoot)
 	if err := loop.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
