@@ -57,6 +57,7 @@ type apiSetup struct {
 	ttl      time.Duration
 	inbound  func(*httpapi.Inbound)
 	previews string
+	logTo    func([]byte) // every log line, at debug level
 }
 
 func withBasePath(p string) apiOption      { return func(s *apiSetup) { s.basePath = p } }
@@ -99,6 +100,9 @@ func newTestAPI(t *testing.T, opts ...apiOption) *testAPI {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if setup.logTo != nil {
+		log = slog.New(slog.NewTextHandler(funcWriter(setup.logTo), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	m := metrics.New(db, log)
 	sessions := &lifecycle.Sessions{
@@ -155,6 +159,16 @@ func seedDirectory(t *testing.T, store hermes.Directory, now time.Time) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// withLogTo sends the API's log lines (debug level and up) to f.
+func withLogTo(f func([]byte)) apiOption { return func(s *apiSetup) { s.logTo = f } }
+
+type funcWriter func([]byte)
+
+func (f funcWriter) Write(p []byte) (int, error) {
+	f(p)
+	return len(p), nil
 }
 
 type tWriter struct{ t *testing.T }

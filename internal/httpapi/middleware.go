@@ -106,7 +106,7 @@ func (s *Server) withMetrics(mux *http.ServeMux) http.Handler {
 		if strings.HasPrefix(route, "/health") || route == "/metrics" {
 			level = slog.LevelDebug
 		}
-		s.Log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path, "route", route,
+		s.Log.Log(r.Context(), level, "http request", "method", r.Method, "path", hermes.RedactApprovalTokens(r.URL.Path), "route", route,
 			"status", code, "bytes", sw.bytes, "duration_ms", float64(elapsed.Microseconds())/1000, "remote", r.RemoteAddr)
 	})
 }

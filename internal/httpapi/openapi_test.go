@@ -132,6 +132,13 @@ func findRoute(req *http.Request) (*routers.Route, map[string]string, string, er
 	}
 }
 
+// isHTMLPage reports an HTML page: the approval pages answer bad input
+// with one, as the API does with a problem.
+func isHTMLPage(h http.Header) bool {
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	return err == nil && mt == "text/html"
+}
+
 func isProblem(h http.Header) bool {
 	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
 	return err == nil && mt == "application/problem+json"
@@ -178,7 +185,7 @@ func checkExchange(req *http.Request, reqBody []byte, resp *http.Response, respB
 	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: filterOptions}
 
 	var errs []error
-	badInput := resp.StatusCode >= 400 && resp.StatusCode < 500 && isProblem(resp.Header)
+	badInput := resp.StatusCode >= 400 && resp.StatusCode < 500 && (isProblem(resp.Header) || isHTMLPage(resp.Header))
 	if !badInput {
 		if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
 			errs = append(errs, fmt.Errorf("request: %w", err))
@@ -487,6 +494,9 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	do("DELETE", "/api/clients/acme/users/sam", adminKey, nil, http.StatusNoContent)
 	do("DELETE", "/api/clients/acme/projects/blog", adminKey, nil, http.StatusNoContent)
 	do("DELETE", "/api/clients/acme", adminKey, nil, http.StatusNoContent)
+
+	// Approval pages (approvals_test.go).
+	exerciseApprovalPages(t, a)
 
 	coverage.Lock()
 	seen := coverage.seen[t.Name()]

@@ -49,6 +49,11 @@ type Server struct {
 	// EventsHeartbeat is how often an idle event stream gets a comment
 	// and its session's status is checked; DefaultEventsHeartbeat when 0.
 	EventsHeartbeat time.Duration
+	// PublicURL (HERMES_PUBLIC_URL) is the origin approval forms may come
+	// from; https makes their CSRF cookie Secure (approvals.go).
+	PublicURL string
+
+	approvalLimit rateLimiter // requests to approval pages per client address
 
 	ready   atomic.Bool
 	mux     *http.ServeMux
@@ -119,6 +124,11 @@ func (s *Server) routes(mux *http.ServeMux) {
 	}
 	mux.Handle("GET /preview/{clientId}/{projectId}/{threadId}", previews)
 	mux.Handle("GET /preview/{clientId}/{projectId}/{threadId}/{path...}", previews)
+
+	// Approval pages: browsers, from the plan's link in a reply (public:
+	// the token is the credential; HTML pages, CSRF-protected forms).
+	mux.HandleFunc("GET /approvals/{token}", s.handleApprovalPage)
+	mux.HandleFunc("POST /approvals/{token}", s.handleApprovalDecision)
 
 	// Directory: operators and provisioning scripts (admin scope).
 	mux.Handle("POST /api/clients", s.admin(s.handleCreateClient))
