@@ -1,12 +1,15 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,6 +258,24 @@ func TestLoopLeavesUnknownVersion(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // waitFile waits for the file to exist.
 func waitFile(t *testing.T, name string) {
 	t.Helper()
@@ -319,6 +340,8 @@ func TestLoopNewerJobInterrupts(t *testing.T) {
 func TestLoopQueuePolicyWaitsInOrder(t *testing.T) {
 	e := newLoopEnv(t, "gate")
 	e.loop.Workspace.Project.BusyPolicy = hermes.BusyQueue
+	var logs lockedBuffer
+	e.loop.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	dir := e.loop.Workspace.Dir
 	first := newJob(hermes.NewToken(), "Title First")
 	first.CreatedAt = time.Now().UTC()
@@ -332,12 +355,15 @@ func TestLoopQueuePolicyWaitsInOrder(t *testing.T) {
 	e.send(t, newer)
 	e.send(t, older)
 	e.waitStats(t, 0, 3)                // both held by the worker while the first runs
-	time.Sleep(1500 * time.Millisecond) // longer than the visibility's half: held jobs are extended
+	time.Sleep(2500 * time.Millisecond) // longer than the visibility (2 s): held jobs are extended
 	e.waitStats(t, 0, 3)
 	if err := os.WriteFile(filepath.Join(dir, ".git", "hermes-test-gate"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	wait(t, done)
+	if strings.Contains(logs.String(), "delivered again") {
+		t.Error("a held job's visibility lapsed and it was received again")
+	}
 
 	out := e.output(t)
 	if want := []string{"started:" + first.ID, "result:" + first.ID, "started:" + older.ID, "result:" + older.ID,
