@@ -42,3 +42,16 @@ wait_for "http://127.0.0.1:$mp_http/api/v1/messages" mailpit
 export HERMES_TEST_MAILPIT_SMTP="127.0.0.1:$mp_smtp"
 export HERMES_TEST_MAILPIT_API="http://127.0.0.1:$mp_http"
 echo "mailpit: smtp $HERMES_TEST_MAILPIT_SMTP, api $HERMES_TEST_MAILPIT_API"
+
+# Chromium: the browser of the approval-page test (chromedp). Debian's own
+# package, installed once (apt-get is idempotent; skipped when present).
+chromium_bin=/usr/lib/chromium/chromium
+if [ ! -x "$chromium_bin" ]; then
+  echo "installing chromium (Debian package)"
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+export HERMES_TEST_CHROMIUM="$chromium_bin"
+echo "chromium: $("$chromium_bin" --version 2>/dev/null || echo "$chromium_bin")"
