@@ -47,6 +47,16 @@ var workerVars = []string{
 // process environment when the configuration does not set them.
 var processVars = []string{"PATH", "HOME", "LANG", "TMPDIR"}
 
+// defaultWakeEstimate is quoted in acknowledgements until wake times are
+// measured: a local worker process starts in well under a second (cloning
+// a large repository takes longer), an ECS task in tens of seconds.
+func defaultWakeEstimate(runner string) time.Duration {
+	if runner == "local" {
+		return 2 * time.Second
+	}
+	return 30 * time.Second
+}
+
 // openRunner returns the container runner: child `hermes worker`
 // processes (HERMES_RUNNER=local).
 func openRunner(cfg config.Config, getenv func(string) string, store hermes.Store, queues hermes.Queues,

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,4 +213,164 @@ func gitRun(t *testing.T, dir string, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("git %v: %v\n%s", args, err, out)
 	}
+}
+
+// startBinary runs the built hermes binary with vars and returns the
+// process and its client once it listens.
+func startBinary(t *testing.T, vars map[string]string) (*exec.Cmd, client, *logLines) {
+	t.Helper()
+	cmd := exec.Command(hermesBinary(t), "serve")
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	logs := newLogLines()
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			logs.Write(append(sc.Bytes(), '\n'))
+		}
+	}()
+	addr := logs.wait(t, "hermes started", 20*time.Second)["addr"].(string)
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	return cmd, client{t: t, base: "http://127.0.0.1:" + port, key: "an-admin-key-for-tests"}, logs
+}
+
+func (c client) outputDepth() int {
+	c.t.Helper()
+	req, _ := http.NewRequest("GET", c.base+"/api/containers", nil)
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cs []struct {
+		Queues map[string]struct{ Depth int }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cs); err != nil {
+		c.t.Fatal(err)
+	}
+	n := 0
+	for _, x := range cs {
+		n += x.Queues["output"].Depth
+	}
+	return n
+}
+
+// TestHermesKilledEndToEnd: `kill -9` of Hermes itself after the worker
+// reported its result and before Hermes relayed it; after a restart on the
+// same data the user gets the reply exactly once (and, with mailpit, one
+// email).
+func TestHermesKilledEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := exampleProject(t)
+	vars := baseVars(t)
+	delete(vars, "HERMES_WORKER_BIN") // the binary itself
+	vars["HERMES_PROJECTS_FILE"] = filepath.Join(dir, "projects.json")
+	vars["HERMES_SMTP_ADDR"] = "127.0.0.1:0"
+	vars["HERMES_API_KEYS"] = "an-admin-key-for-tests=admin"
+	vars["HERMES_LOG_LEVEL"] = "info"
+	mailpitAPI := os.Getenv("HERMES_TEST_MAILPIT_API")
+	if smtpAddr := os.Getenv("HERMES_TEST_MAILPIT_SMTP"); smtpAddr != "" && mailpitAPI != "" {
+		vars["HERMES_MAILER"] = "smtp"
+		vars["SMTP_URL"] = "smtp://" + smtpAddr
+	}
+	// The first Hermes relays results only at start: the result waits.
+	vars["HERMES_RESULTS_INTERVAL"] = "1h"
+	first, c, logs := startBinary(t, vars)
+	smtpAddr := logs.wait(t, "smtp server listening", 5*time.Second)["addr"].(string)
+	marker := fmt.Sprint(time.Now().UnixNano())
+	msgID := "<killed-hermes." + marker + "@example.com>"
+	mail(t, smtpAddr, msgID, "Survive "+marker, "Please change the title to Still Standing\n", nil)
+	// The worker's started notice and its result.
+	waitLong(t, "the result on the output queue", func() bool { return c.outputDepth() == 2 })
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	vars["HERMES_RESULTS_INTERVAL"] = "200ms"
+	_, c2, logs2 := startBinary(t, vars)
+	defer func() {
+		if t.Failed() {
+			t.Logf("second hermes:\n%s", logs2)
+		}
+	}()
+	waitLong(t, "the result reply after the restart", func() bool { _, ok := c2.find("result", msgID); return ok })
+	time.Sleep(time.Second)
+	if n := c2.count("result", msgID); n != 1 {
+		t.Fatalf("%d result replies, want 1", n)
+	}
+	if mailpitAPI != "" {
+		waitLong(t, "the reply in mailpit", func() bool {
+			resp, err := http.Get(mailpitAPI + "/api/v1/search?query=" + url.QueryEscape(marker))
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var r struct{ Messages []struct{ Subject string } }
+			_ = json.NewDecoder(resp.Body).Decode(&r)
+			return len(r.Messages) == 2 // the acknowledgement and the result, once each
+		})
+	}
+}
+
+// TestHermesKilledMidJobEndToEnd: `kill -9` of Hermes while its worker runs
+// a job. The worker is told (SIGTERM from the kernel), checkpoints and
+// leaves the job on its queue; the next Hermes wakes the container for it
+// and the user gets one result.
+func TestHermesKilledMidJobEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	agent := testAgent(t)
+	dir := exampleProject(t)
+	projects := filepath.Join(dir, "projects.json")
+	if err := os.WriteFile(projects, fmt.Appendf(nil, `{"clients":[{"id":"amelia","name":"Amelia Stamps","projects":[{"id":"site",
+		"repoUrl":%q,"emailAddresses":["edit@amelia.example.com"],"agent":{"kind":"command","command":[%q,"gate"]}}],
+		"users":[{"id":"scott","emails":["scott@example.com"]}]}]}`, filepath.Join(dir, "site.git"), agent), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := baseVars(t)
+	delete(vars, "HERMES_WORKER_BIN") // the binary itself
+	vars["HERMES_PROJECTS_FILE"] = projects
+	vars["HERMES_SMTP_ADDR"] = "127.0.0.1:0"
+	vars["HERMES_API_KEYS"] = "an-admin-key-for-tests=admin"
+	vars["HERMES_LOG_LEVEL"] = "info"
+	vars["HERMES_RECONCILE_INTERVAL"] = "500ms"
+	first, c, logs := startBinary(t, vars)
+	smtpAddr := logs.wait(t, "smtp server listening", 5*time.Second)["addr"].(string)
+	mail(t, smtpAddr, "<midjob@example.com>", "Gated", "set the title Phoenix\n", nil)
+	ws := filepath.Join(vars["HERMES_DATA_DIR"], "workspaces", "amelia_site_scott")
+	waitLong(t, "the agent at work", func() bool {
+		_, err := os.Stat(filepath.Join(ws, "partial-Phoenix.txt"))
+		return err == nil
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	if err := os.WriteFile(filepath.Join(ws, ".git", "hermes-test-gate"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, c2, _ := startBinary(t, vars)
+	var result outboxItem
+	waitLong(t, "the result after the restart", func() (ok bool) { result, ok = c2.find("result", "<midjob@example.com>"); return })
+	if !strings.Contains(gitOut(t, ws, "show", "thread-"+result.ThreadID+":index.html"), "<title>Phoenix</title>") {
+		t.Fatal("the job was not completed")
+	}
+	time.Sleep(time.Second)
+	if n := c2.count("result", "<midjob@example.com>"); n != 1 {
+		t.Fatalf("%d results, want 1", n)
+	}
+	_ = c
 }

@@ -34,9 +34,6 @@ import (
 // credentials are configured.
 const adminKeyFile = "admin-api-key"
 
-// defaultWakeEstimate is quoted in acknowledgements until wake times are
-// measured (the usual cold start of an edit container).
-const defaultWakeEstimate = 30 * time.Second
 
 // serve runs Hermes until ctx ends, then shuts down in order: stop taking
 // requests (readiness turns 503, the listener closes), let in-flight
@@ -138,7 +135,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			if d, ok := wakes.Estimate(); ok {
 				return d
 			}
-			return defaultWakeEstimate
+			return defaultWakeEstimate(cfg.Runner)
 		},
 		Metrics: router.Metrics{
 			Routed:  func(ch string) { m.MessagesRouted.WithLabelValues(ch).Inc() },

@@ -15,6 +15,7 @@ import (
 // would. (Test binaries never get a positional "worker" otherwise.)
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		signal.Ignore(syscall.SIGPIPE) // as main does
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 		stop()
