@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -373,4 +374,110 @@ func TestHermesKilledMidJobEndToEnd(t *testing.T) {
 		t.Fatalf("%d results, want 1", n)
 	}
 	_ = c
+}
+
+// TestApprovalEndToEnd: a destructive request is answered with a plan (the
+// agent ran in plan mode: nothing changed) and an approval link; the page
+// shows the plan and changes nothing on GET; its Approve button (a POST
+// with the page's CSRF token) makes the container carry the plan out.
+func TestApprovalEndToEnd(t *testing.T) {
+	dir := exampleProject(t)
+	vars := baseVars(t)
+	withWorkers(t, vars)
+	vars["HERMES_PROJECTS_FILE"] = filepath.Join(dir, "projects.json")
+	vars["HERMES_SMTP_ADDR"] = "127.0.0.1:0"
+	vars["HERMES_API_KEYS"] = "an-admin-key-for-tests=admin"
+	base, logs, _ := startServe(t, vars)
+	smtpAddr := logs.wait(t, "smtp server listening", 5*time.Second)["addr"].(string)
+	c := client{t: t, base: base, key: "an-admin-key-for-tests"}
+
+	mail(t, smtpAddr, "<appr1@example.com>", "Big change", "Redesign the home page: change the title to Grand Reopening\n", nil)
+	var plan outboxItem
+	waitLong(t, "the plan", func() (ok bool) { plan, ok = c.find("plan", "<appr1@example.com>"); return })
+	if !strings.Contains(plan.Text, "Plan: set the title of index.html to “Grand Reopening”") {
+		t.Fatalf("plan reply %q", plan.Text)
+	}
+	ws := filepath.Join(vars["HERMES_DATA_DIR"], "workspaces", "amelia_site_scott")
+	branch := "thread-" + plan.ThreadID
+	if out, err := exec.Command("git", "-C", ws, "log", "--format=%s", "main.."+branch).CombinedOutput(); err == nil && strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("plan mode changed the branch: %s", out)
+	}
+	link := ""
+	for _, f := range strings.Fields(plan.Text) {
+		if i := strings.Index(f, "/approvals/"); i >= 0 {
+			link = strings.Trim(f[i:], "<>().,")
+		}
+	}
+	if link == "" {
+		t.Fatalf("no approval link in %q", plan.Text)
+	}
+
+	// The page: GET twice (a mail scanner, then the user) changes nothing.
+	jar := map[string]string{}
+	get := func() string {
+		resp, err := http.Get(base + link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		for _, ck := range resp.Cookies() {
+			jar[ck.Name] = ck.Value
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("approval page: %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	get()
+	page := get()
+	if !strings.Contains(page, "Grand Reopening") || !strings.Contains(page, `value="approve"`) {
+		t.Fatalf("approval page:\n%s", page)
+	}
+	if _, ok := c.find("result", "<appr1@example.com>"); ok {
+		t.Fatal("executed on GET")
+	}
+	csrf := ""
+	if i := strings.Index(page, `name="csrf" value="`); i >= 0 {
+		csrf = page[i+len(`name="csrf" value="`):]
+		csrf = csrf[:strings.Index(csrf, `"`)]
+	}
+	post := func(token string) int {
+		form := url.Values{"decision": {"approve"}, "csrf": {token}}
+		req, _ := http.NewRequest("POST", base+link, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", base)
+		req.AddCookie(&http.Cookie{Name: "hermes_approval_csrf", Value: jar["hermes_approval_csrf"]})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("forged-" + csrf); code != http.StatusForbidden {
+		t.Fatalf("POST with a wrong CSRF token: %d", code)
+	}
+	if code := post(csrf); code != http.StatusOK {
+		t.Fatalf("approve: %d", code)
+	}
+	var result outboxItem
+	waitLong(t, "the execution's result", func() bool {
+		for _, it := range c.outbox() {
+			if it.Kind == "result" && it.ThreadID == plan.ThreadID {
+				result = it
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(result.Text, "Grand Reopening") {
+		t.Fatalf("result %q", result.Text)
+	}
+	if !strings.Contains(gitOut(t, ws, "show", branch+":index.html"), "<title>Grand Reopening</title>") {
+		t.Fatal("the approved plan was not carried out")
+	}
+	if code := post(csrf); code != http.StatusConflict {
+		t.Fatalf("a second approval: %d, want 409", code)
+	}
 }
