@@ -481,3 +481,45 @@ func TestApprovalEndToEnd(t *testing.T) {
 		t.Fatalf("a second approval: %d, want 409", code)
 	}
 }
+
+// TestDeactivateEndToEnd: deactivating a session stops its container only
+// once no other live session uses it; the worker checkpoints and exits.
+func TestDeactivateEndToEnd(t *testing.T) {
+	dir := exampleProject(t)
+	vars := baseVars(t)
+	withWorkers(t, vars)
+	vars["HERMES_PROJECTS_FILE"] = filepath.Join(dir, "projects.json")
+	vars["HERMES_API_KEYS"] = "an-admin-key-for-tests=admin"
+	base, _, _ := startServe(t, vars)
+	c := client{t: t, base: base, key: "an-admin-key-for-tests"}
+	activate := func(title string) string {
+		code, body, _ := c.call("POST", "/api/sessions/activate", `{"clientId":"amelia","userId":"scott","instruction":"change the title to `+title+`"}`)
+		if code != 201 {
+			t.Fatalf("activate: %d %v", code, body)
+		}
+		id := body["sessionId"].(string)
+		waitLong(t, "the session's result", func() bool {
+			_, st, _ := c.call("GET", "/api/sessions/"+id+"/status", "")
+			return st["lastResult"] != nil
+		})
+		return id
+	}
+	s1, s2 := activate("One"), activate("Two")
+	if status, _ := c.containerState(); status != "running" {
+		t.Fatalf("container %s after two results", status)
+	}
+	if code, body, _ := c.call("POST", "/api/sessions/"+s1+"/deactivate", ""); code != 202 {
+		t.Fatalf("deactivate: %d %v", code, body)
+	}
+	time.Sleep(time.Second)
+	if status, detail := c.containerState(); status != "running" {
+		t.Fatalf("stopped while another session uses it: %s %s", status, detail)
+	}
+	if code, body, _ := c.call("POST", "/api/sessions/"+s2+"/deactivate", ""); code != 202 {
+		t.Fatalf("deactivate: %d %v", code, body)
+	}
+	waitLong(t, "the container to stop", func() bool {
+		status, detail := c.containerState()
+		return status == "stopped" && detail == "deactivated"
+	})
+}
