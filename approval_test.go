@@ -60,7 +60,8 @@ func TestApprovalExpired(t *testing.T) {
 	if !a.Expired(now.Add(-time.Hour)) || a.Decided() {
 		t.Errorf("an expired approval is expired")
 	}
-	if hermes.ApprovalIDFor("job1") != hermes.ApprovalIDFor("job1") || hermes.ApprovalIDFor("job1") == hermes.ApprovalIDFor("job2") || hermes.ExecuteJobID("a") == hermes.ApprovalIDFor("a") {
+	first, again := hermes.ApprovalIDFor("job1"), hermes.ApprovalIDFor("job1")
+	if first != again || first == hermes.ApprovalIDFor("job2") || hermes.ExecuteJobID("a") == hermes.ApprovalIDFor("a") {
 		t.Errorf("derived ids")
 	}
 	if !hermes.ValidTokenID(hermes.ApprovalIDFor("job1")) || !hermes.ValidTokenID(hermes.ExecuteJobID("x")) {

@@ -418,3 +418,50 @@ func exerciseApprovalPages(t *testing.T, a *testAPI) {
 	b.post(t, token, "approve", csrf, http.StatusOK)
 	takeApprovalJobs(t, a)
 }
+
+// The API channel: a destructive message is queued as a plan; "reject" on
+// its thread answers it (202 answered), "approve" after that is answered
+// too, and "approve" on a thread without a plan is an instruction.
+func TestApprovalRepliesOverTheAPI(t *testing.T) {
+	a := newTestAPI(t)
+	send := func(text, threadID, msgID string) (out struct {
+		ThreadID, SessionID, JobID, Status, Reason string
+	}) {
+		t.Helper()
+		body := map[string]any{"clientId": "amelia", "projectId": "site", "userId": "scott", "text": text, "messageId": msgID}
+		if threadID != "" {
+			body["threadId"] = threadID
+		}
+		a.do(t, request{Method: "POST", Path: "/api/messages", Key: ameliaKey, Body: body}).want(t, http.StatusAccepted).JSON(t, &out)
+		return out
+	}
+	planned := send("Delete the whole blog", "", "api-1")
+	job := takeApprovalJob(t, a, hermes.JobPlan)
+	if planned.Status != "queued" || job.ID != planned.JobID {
+		t.Fatalf("plan message: %+v", planned)
+	}
+	_, hash := hermes.NewApprovalToken()
+	now := a.Clock.Now()
+	if _, err := a.Store.PutApproval(t.Context(), &hermes.Approval{ID: hermes.ApprovalIDFor(job.ID), TokenHash: hash,
+		SessionID: job.SessionID, ThreadID: job.ThreadID, ContainerID: "amelia_site_scott", ClientID: "amelia", ProjectID: "site",
+		UserID: "scott", PlanJobID: job.ID, Instruction: job.Instruction, Plan: "rm -r blog", Reply: job.Reply,
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if out := send("reject", planned.ThreadID, "api-2"); out.Status != "answered" || out.Reason != "rejected" || out.JobID != "" {
+		t.Errorf("reject: %+v", out)
+	}
+	if out := send("approve", planned.ThreadID, "api-3"); out.Status != "answered" || out.Reason != "already-decided" {
+		t.Errorf("approve after reject: %+v", out)
+	}
+	if jobs := takeApprovalJobs(t, a); len(jobs) != 0 {
+		t.Errorf("answers queued jobs: %+v", jobs)
+	}
+	other := send("Make the header blue", "", "api-4")
+	takeApprovalJobs(t, a)
+	if out := send("approve", other.ThreadID, "api-5"); out.Status != "queued" {
+		t.Errorf("approve without a plan: %+v", out)
+	} else if j := takeApprovalJob(t, a, hermes.JobInstruction); j.Instruction != "approve" {
+		t.Errorf("job %+v", j)
+	}
+}

@@ -13,8 +13,8 @@ const testApprovalURL = "https://hermes.example.com/approvals/Qm9ndXMtdG9rZW4tZm
 func planResult() Result {
 	return Result{
 		ProjectName: "Amelia Stamps", Type: hermes.ResultPlan,
-		Summary:     "1. Delete src/pages/blog/\n2. Remove <b>the</b> blog link & its icon",
-		Token:       "[ref:abcd2345]", ApprovalURL: testApprovalURL, ApprovalValidFor: 24 * time.Hour,
+		Summary: "1. Delete src/pages/blog/\n2. Remove <b>the</b> blog link & its icon",
+		Token:   "[ref:abcd2345]", ApprovalURL: testApprovalURL, ApprovalValidFor: 24 * time.Hour,
 	}
 }
 
