@@ -78,6 +78,12 @@ const ControlDeactivate = "deactivate"
 // makes the other held jobs visible again, records the container stopped
 // with Detail "deactivated" and ends Run with nil.
 //
+// The receipts of the held jobs are kept in the checkout's .git directory
+// (HeldFile): a worker started after a crash makes its predecessor's jobs
+// visible at once instead of after their visibility timeout. Jobs of a
+// session that has ended (deactivated or expired) are deleted without
+// running.
+//
 // Jobs that are not understood (malformed JSON, an unknown version) are
 // logged and left undeleted: they reach the dead-letter queue after the
 // input queue's maximum receives. A job whose workspace fails (git) is left
@@ -172,6 +178,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: recording the container as running: %w", err)
 	}
 	q := l.queues()
+	l.releasePredecessor(ctx, log, q.Input)
 	bgCtx, stopBG := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	bg.Go(func() { l.heartbeats(bgCtx) })
@@ -264,6 +271,7 @@ func (l *Loop) accept(ctx context.Context, log *slog.Logger, q hermes.QueueSet, 
 			// is now the one that counts.
 			if receipt != d.Receipt {
 				l.held[h] = d.Receipt
+				l.saveHeldLocked(log)
 			}
 			l.heldMu.Unlock()
 			log.WarnContext(ctx, "a held job was delivered again; its newer receipt is kept")
@@ -286,6 +294,7 @@ func (l *Loop) accept(ctx context.Context, log *slog.Logger, q hermes.QueueSet, 
 		l.held = map[*heldJob]string{}
 	}
 	l.held[h] = d.Receipt
+	l.saveHeldLocked(log)
 	// Control jobs first, then in the order they were queued.
 	i := len(l.pending)
 	for i > 0 && (job.Type == hermes.JobControl && l.pending[i-1].job.Type != hermes.JobControl ||
@@ -336,7 +345,59 @@ func (l *Loop) receipt(h *heldJob) string {
 func (l *Loop) unhold(h *heldJob) {
 	l.heldMu.Lock()
 	delete(l.held, h)
+	l.saveHeldLocked(l.log())
 	l.heldMu.Unlock()
+}
+
+// HeldFile is the record of the receipts of the jobs a worker holds, kept
+// in the checkout's .git directory: a worker that starts after a crash
+// makes its predecessor's jobs visible again at once, rather than after
+// their visibility timeout.
+const HeldFile = "hermes-held.json"
+
+func (l *Loop) heldFile() string { return filepath.Join(l.Workspace.Dir, ".git", HeldFile) }
+
+// saveHeldLocked writes the receipts of the held jobs; l.heldMu is held.
+func (l *Loop) saveHeldLocked(log *slog.Logger) {
+	receipts := slices.Sorted(maps.Values(l.held))
+	if receipts == nil {
+		receipts = []string{}
+	}
+	b, err := json.Marshal(receipts)
+	if err == nil {
+		tmp := l.heldFile() + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, l.heldFile())
+		}
+	}
+	if err != nil {
+		log.Error("recording the held jobs", "err", err)
+	}
+}
+
+// releasePredecessor makes the jobs a crashed predecessor held visible
+// again. A receipt that is no longer current (the job was deleted, or
+// received again since) changes nothing.
+func (l *Loop) releasePredecessor(ctx context.Context, log *slog.Logger, queue string) {
+	b, err := os.ReadFile(l.heldFile())
+	if err != nil {
+		return
+	}
+	var receipts []string
+	if err := json.Unmarshal(b, &receipts); err != nil {
+		log.WarnContext(ctx, "the record of held jobs is unreadable; ignored", "err", err)
+		return
+	}
+	n := 0
+	for _, r := range receipts {
+		if err := l.Queues.ChangeVisibility(ctx, queue, r, 0); err == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		log.InfoContext(ctx, "made the jobs of a stopped predecessor visible again", "jobs", n)
+	}
+	_ = os.Remove(l.heldFile())
 }
 
 // process runs one held job and reports whether the container is to stop
@@ -346,6 +407,10 @@ func (l *Loop) process(ctx context.Context, log *slog.Logger, q hermes.QueueSet,
 	log = log.With("job", job.ID, "thread", job.ThreadID)
 	if job.Type == hermes.JobControl {
 		return l.control(ctx, log, q, h)
+	}
+	if l.sessionEnded(ctx, log, job) {
+		l.finishJob(ctx, log, q, h)
+		return false
 	}
 	l.setDetail("busy")
 	l.heartbeatLogged(ctx)
@@ -398,6 +463,24 @@ func (l *Loop) process(ctx context.Context, log *slog.Logger, q hermes.QueueSet,
 		return false
 	}
 	l.finishJob(ctx, log, q, h)
+	return false
+}
+
+// sessionEnded reports whether the job's session has ended (deactivated or
+// expired): its waiting instructions are not carried out. When the store
+// cannot say (an unknown session included), the job runs.
+func (l *Loop) sessionEnded(ctx context.Context, log *slog.Logger, job *hermes.Job) bool {
+	s, err := l.Store.GetSession(ctx, job.SessionID)
+	switch {
+	case hermes.IsKind(err, hermes.NotFound):
+		return false
+	case err != nil:
+		log.WarnContext(ctx, "reading the job's session; running the job", "err", err)
+		return false
+	case s.Status == hermes.SessionDraining || s.Status == hermes.SessionExpired:
+		log.InfoContext(ctx, "the job's session has ended: the job is dropped", "session_status", s.Status)
+		return true
+	}
 	return false
 }
 

@@ -461,3 +461,75 @@ func TestLoopDeactivate(t *testing.T) {
 		t.Errorf("left in the queue: %+v %v", ds, err)
 	}
 }
+
+// A worker that starts after a crash makes the jobs its predecessor held
+// visible at once (their receipts are in .git/hermes-held.json) instead of
+// waiting out their visibility timeout.
+func TestLoopReleasesACrashedPredecessorsJobs(t *testing.T) {
+	e := newLoopEnv(t, "title")
+	job := newJob(hermes.NewToken(), "Change the title to Again")
+	e.send(t, job)
+	// The predecessor received it for five minutes and died.
+	ds, err := e.db.Receive(t.Context(), e.qs.Input, 1, 0, 5*time.Minute)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("receive: %v %v", ds, err)
+	}
+	held, _ := json.Marshal([]string{ds[0].Receipt, "a-receipt-that-is-gone"})
+	heldPath := filepath.Join(e.loop.Workspace.Dir, ".git", worker.HeldFile)
+	if err := os.WriteFile(heldPath, held, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, e.start(t.Context())) // idle timeout 1 s: far less than five minutes
+	res := e.results(t)
+	if len(res) != 1 || res[0].JobID != job.ID || !res[0].Success {
+		t.Fatalf("results %+v", res)
+	}
+	if b, err := os.ReadFile(heldPath); err == nil && string(b) != "[]" {
+		t.Fatalf("held record after a clean exit: %s", b)
+	}
+}
+
+// Jobs of a session that has ended (deactivated or expired) are dropped
+// without running; jobs of live or unknown sessions run.
+func TestLoopDropsJobsOfEndedSessions(t *testing.T) {
+	e := newLoopEnv(t, "title")
+	ctx := t.Context()
+	now := time.Now().UTC()
+	session := func(status hermes.SessionStatus) string {
+		th := &hermes.Thread{ID: hermes.NewToken(), ClientID: "amelia", ProjectID: "site", UserID: "scott", Channel: hermes.ChannelAPI,
+			CreatedAt: now, UpdatedAt: now}
+		if err := e.db.CreateThread(ctx, th); err != nil {
+			t.Fatal(err)
+		}
+		s := &hermes.Session{ID: hermes.NewToken(), ThreadID: th.ID, ClientID: "amelia", ProjectID: "site", UserID: "scott",
+			ContainerID: containerID, Status: hermes.SessionActive, CreatedAt: now, LastActivity: now, ExpiresAt: now.Add(time.Hour)}
+		if err := e.db.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if status != hermes.SessionActive {
+			if _, err := e.db.UpdateSession(ctx, s.ID, func(x *hermes.Session) error { x.Status = status; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s.ID
+	}
+	ended := newJob(hermes.NewToken(), "Change the title to Never")
+	ended.SessionID = session(hermes.SessionDraining)
+	live := newJob(hermes.NewToken(), "Change the title to Live")
+	live.SessionID = session(hermes.SessionActive)
+	unknown := newJob(hermes.NewToken(), "Change the title to Unknown")
+	for _, j := range []*hermes.Job{ended, live, unknown} {
+		e.send(t, j)
+	}
+	wait(t, e.start(ctx))
+	got := map[string]bool{}
+	for _, r := range e.results(t) {
+		got[r.JobID] = true
+	}
+	if got[ended.ID] || !got[live.ID] || !got[unknown.ID] {
+		t.Fatalf("results for ended %v, live %v, unknown %v", got[ended.ID], got[live.ID], got[unknown.ID])
+	}
+	if st := e.stats(t, e.qs.Input); st.Visible+st.InFlight != 0 {
+		t.Fatalf("jobs left: %+v", st)
+	}
+}
