@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/router"
@@ -150,50 +149,6 @@ func (s *Server) handleOutbox(w http.ResponseWriter, r *http.Request) error {
 	}
 	if next != "" {
 		w.Header().Set("X-Next-Cursor", next)
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-type queueInfo struct {
-	Name     string `json:"name"`
-	Depth    int    `json:"depth"`
-	InFlight int    `json:"inFlight"`
-}
-
-type containerInfo struct {
-	ContainerID   string                 `json:"containerId"`
-	ClientID      string                 `json:"clientId"`
-	ProjectID     string                 `json:"projectId"`
-	UserID        string                 `json:"userId"`
-	Status        hermes.ContainerStatus `json:"status"`
-	Detail        string                 `json:"detail,omitempty"`
-	LastHeartbeat *time.Time             `json:"lastHeartbeat"`
-	Queues        map[string]queueInfo   `json:"queues"`
-}
-
-// handleContainers lists edit containers with their queue depths.
-func (s *Server) handleContainers(w http.ResponseWriter, r *http.Request) error {
-	cs, err := s.Store.ListContainers(r.Context())
-	if err != nil {
-		return err
-	}
-	p := principalFrom(r.Context())
-	out := []containerInfo{}
-	for _, c := range cs {
-		if !p.CanSeeClient(c.ClientID) {
-			continue
-		}
-		info := containerInfo{ContainerID: c.ID, ClientID: c.ClientID, ProjectID: c.ProjectID, UserID: c.UserID,
-			Status: c.Status, Detail: c.Detail, LastHeartbeat: c.LastHeartbeat, Queues: map[string]queueInfo{}}
-		for role, name := range map[string]string{"input": c.Queues.Input, "output": c.Queues.Output, "dlq": c.Queues.DLQ} {
-			st, err := s.Queues.Stats(r.Context(), name)
-			if err != nil && !hermes.IsKind(err, hermes.NotFound) {
-				return err
-			}
-			info.Queues[role] = queueInfo{Name: name, Depth: st.Visible, InFlight: st.InFlight}
-		}
-		out = append(out, info)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -458,6 +458,7 @@ func TestOpenAPIEveryOperation(t *testing.T) {
 	do("GET", "/api/dead-jobs?containerId=amelia_site_scott&limit=10", adminKey, nil, http.StatusOK)
 	do("POST", "/api/containers/amelia_site_scott/dead-jobs/redrive", adminKey, nil, http.StatusOK)
 	do("DELETE", "/api/containers/amelia_site_scott/dead-jobs", adminKey, nil, http.StatusOK)
+	exerciseContainerRoutes(t) // containers_test.go: on an API with a fake runner
 
 	// Directory.
 	tree := map[string]any{

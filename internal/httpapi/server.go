@@ -40,8 +40,10 @@ type Server struct {
 	// /preview/{clientId}/{projectId}/{threadId}/…; nil answers every
 	// preview request 404.
 	Previews http.Handler
-	// Runner wakes a container after its dead jobs are redriven; nil
-	// leaves them to the reconcile loop.
+	// Runner wakes a container after its dead jobs are redriven (nil
+	// leaves them to the reconcile loop) and when an operator wakes or
+	// stops it (POST /api/containers/{containerId}/wake and /stop; 503
+	// when nil).
 	Runner hermes.Runner
 	// Events is the hub of session events streamed at
 	// /api/sessions/{sessionId}/events; nil streams only the history.
@@ -106,6 +108,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	// Introspection: operators and dashboards.
 	mux.Handle("GET /api/outbox", s.authed(s.handleOutbox))
 	mux.Handle("GET /api/containers", s.authed(s.handleContainers))
+	mux.Handle("GET /api/containers/{containerId}", s.authed(s.handleGetContainer))
+	// Containers: operators (admin scope).
+	mux.Handle("POST /api/containers/{containerId}/wake", s.admin(s.handleWakeContainer))
+	mux.Handle("POST /api/containers/{containerId}/stop", s.admin(s.handleStopContainer))
 	// Dead jobs: operators (admin scope).
 	mux.Handle("GET /api/dead-jobs", s.admin(s.handleDeadJobs))
 	mux.Handle("POST /api/containers/{containerId}/dead-jobs/redrive", s.admin(s.handleRedriveDeadJobs))
