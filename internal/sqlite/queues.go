@@ -21,8 +21,10 @@ const (
 	defaultRetention  = 4 * 24 * time.Hour
 	maxRetention      = 14 * 24 * time.Hour
 	// crossProcessPoll is how often a long-polling receiver looks for
-	// messages sent by other processes; sends in this process wake it at once.
-	crossProcessPoll = 100 * time.Millisecond
+	// messages sent by other processes (edit containers' workers and
+	// Hermes); sends in this process wake it at once. A look is one indexed
+	// read without the write lock.
+	crossProcessPoll = 25 * time.Millisecond
 )
 
 // wakeups lets senders wake the long-polling receivers of a queue in this

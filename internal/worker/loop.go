@@ -412,12 +412,13 @@ func (l *Loop) process(ctx context.Context, log *slog.Logger, q hermes.QueueSet,
 		l.finishJob(ctx, log, q, h)
 		return false
 	}
+	// The started notice first: the container record's busy detail is
+	// bookkeeping and can wait for the store's write lock.
+	start := l.Clock.Now()
+	l.sendStarted(ctx, log, q, job, start)
 	l.setDetail("busy")
 	l.heartbeatLogged(ctx)
 	defer func() { l.setDetail("idle"); l.heartbeatLogged(ctx) }()
-
-	start := l.Clock.Now()
-	l.sendStarted(ctx, log, q, job, start)
 	jobCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	run := &running{h: h, start: start, cancel: cancel}
