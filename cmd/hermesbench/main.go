@@ -51,6 +51,7 @@ type options struct {
 	quiet       time.Duration
 	goTest      bool
 	senders     int
+	edits       int
 	benchtime   string
 	timeout     time.Duration
 }
@@ -70,6 +71,7 @@ func main() {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unrecorded warm-up before each throughput run")
 	fs.IntVar(&o.concurrency, "c", 64, "concurrent keep-alive connections of the throughput runs")
 	fs.IntVar(&o.senders, "senders", 8, "concurrent senders (conversations) of the routing run")
+	fs.IntVar(&o.edits, "edits", 10, "samples of each kind in the edit-container run (wake, end to end); 0 skips it")
 	fs.IntVar(&o.starts, "starts", 20, "cold starts per target")
 	fs.DurationVar(&o.poll, "poll", 2*time.Millisecond, "interval of the /health polls during start-up")
 	fs.IntVar(&o.rounds, "rounds", 3, "throughput rounds (each: baseline, hermes status, hermes status at warn, hermes /health/live); the median round of each target is reported")
@@ -233,6 +235,15 @@ func run(ctx context.Context, o options) (err error) {
 	waitQuiet(ctx, o.quiet/4)
 	if rep.Route, err = routeBench(ctx, tmp, max(o.senders, 1), o.duration); err != nil {
 		return fmt.Errorf("routing run: %w", err)
+	}
+
+	// (e) Edit containers: wake times and end to end, on the example site.
+	if o.edits > 0 {
+		progress("edit containers: %d samples of each kind", o.edits)
+		waitQuiet(ctx, o.quiet/4)
+		if rep.Edit, err = editBenchRun(ctx, root, tmp, hermes, o.edits); err != nil {
+			return fmt.Errorf("edit-container run: %w", err)
+		}
 	}
 
 	if o.goTest {

@@ -26,6 +26,7 @@ type report struct {
 	LoadBaseline, LoadHermes, LoadHermesWarn, LoadHermesLive []serverRun
 
 	Route routeResult
+	Edit  editResult
 
 	GoTestCmd string
 	GoTestOut string
@@ -39,6 +40,9 @@ const (
 	goalRatio      = 0.50
 	goalRouteRate  = 1000 // messages per second
 	goalRouteP99   = 10 * time.Millisecond
+	goalWake       = 150 * time.Millisecond // sleeping local container, p50
+	goalRouteAdds  = 5 * time.Millisecond
+	goalE2E        = time.Second // p50
 )
 
 func (r *report) markdown() string {
@@ -98,6 +102,16 @@ func (r *report) markdown() string {
 	p("| inbound message → job durably on the input queue (router on SQLite) | ≥ %d msg/s, p99 < %s | %.0f msg/s, p99 %s (raw commits of the same file: %.0f/s) | %s |",
 		goalRouteRate, ms(goalRouteP99), rr.MsgsPerSec(), ms(rr.P99), rr.CommitsPerSec(),
 		met(rr.MsgsPerSec() >= goalRouteRate && rr.P99 < goalRouteP99))
+	if e := r.Edit; len(e.WakeSleeping) > 0 {
+		ws, _ := editSummary(e.WakeSleeping)
+		es, _ := editSummary(e.E2ERunning)
+		p("| wake of a sleeping local container (job queued → worker started on it) | p50 < %s | p50 %s | %s |",
+			ms(goalWake), ms(ws), met(ws < goalWake))
+		p("| routing adds (inbound message → job on the queue, acknowledged; section d, p50) | < %s | %s | %s |",
+			ms(goalRouteAdds), ms(rr.P50), met(rr.P50 < goalRouteAdds))
+		p("| end to end (SMTP DATA accepted → result reply in the outbox, running container, trivial agent) | p50 < %s | p50 %s | %s |",
+			ms(goalE2E), ms(es), met(es < goalE2E))
+	}
 	p("")
 	p("For context, the NestJS service Hermes replaces, as measured on the reference machines (not this one): about "+
 		"0.6 s to start, about 150 MB resident, and about 11k health requests/s where a bare Go handler served "+
@@ -253,6 +267,42 @@ func (r *report) markdown() string {
 		"closed loop: with %d senders a message also waits for the others' commits on the one writer "+
 		"connection; `-senders 1` shows the latency of a message alone.", rr.Concurrency)
 	p("")
+
+	if e := r.Edit; len(e.WakeSleeping) > 0 {
+		p("## (e) Edit containers")
+		p("")
+		p("The built binary serves the README's quick tour: the example site (a local git repository) and the example "+
+			"command agent, `HERMES_IDLE_TIMEOUT=1s` so that the container falls asleep between samples. **Wake**: a "+
+			"follow-up instruction on a session through the API, with the session's event stream open; the time from "+
+			"the router's `queued` event to the worker's `started` notice (both stamped on this machine's clock). "+
+			"Asleep, that is the local runner starting `hermes worker` (exec, opening the store, `git fetch`, the "+
+			"first heartbeat and receive); running, it is the worker's next receive (SQLite queues see another "+
+			"process's sends within about 100 ms). **End to end**: an email through the SMTP server; the time "+
+			"from `DATA` accepted to the result reply in the outbox (polled every 2 ms): routing, the "+
+			"acknowledgement, the wake, the agent, the commit, the preview, the result and its relay. The **floor** "+
+			"is the work itself, done directly in a plain clone: the same agent, then `git add` and `git commit`. "+
+			"%d samples of each.", len(e.WakeSleeping))
+		p("")
+		p("| | p50 | p99 (max) | vs the floor (p50) |")
+		p("|---|---:|---:|---:|")
+		fl, fl99 := editSummary(e.Floor)
+		row := func(name string, d []time.Duration) {
+			a, z := editSummary(d)
+			p("| %s | %s | %s | %.1f× |", name, ms(a), ms(z), float64(a)/float64(max(fl, 1)))
+		}
+		row("wake: sleeping container", e.WakeSleeping)
+		row("wake: running container", e.WakeRunning)
+		row("end to end: sleeping container", e.E2ESleeping)
+		row("end to end: running container", e.E2ERunning)
+		p("| floor: the agent and a commit in a plain clone | %s | %s | 1.0× |", ms(fl), ms(fl99))
+		vs := r.VersionHermes
+		if len(vs.Samples) > 0 {
+			_, vmed, _, _, _ := vs.summary()
+			p("")
+			p("For the wake of a sleeping container, the floor is starting a process of the same binary: `hermes version`, exec to exit, took %s (median of section a).", ms(vmed))
+		}
+		p("")
+	}
 
 	if r.GoTestCmd != "" {
 		p("## Package benchmarks")
