@@ -110,10 +110,12 @@ func (s *Server) handleWakeContainer(w http.ResponseWriter, r *http.Request) err
 
 // handleStopContainer asks the runner to stop the container: its worker
 // checkpoints the job it holds, which stays queued, and exits. The local
-// runner waits for that, up to its grace period, within the request.
+// runner waits for that, up to its grace period, within the request. A
+// caller that hangs up does not cut the stop short: the worker still gets
+// its grace period to checkpoint.
 func (s *Server) handleStopContainer(w http.ResponseWriter, r *http.Request) error {
 	return s.containerAction(w, r, "stop", func(ctx context.Context, c *hermes.Container) error {
-		return s.Runner.Stop(ctx, c)
+		return s.Runner.Stop(context.WithoutCancel(ctx), c)
 	})
 }
 
