@@ -78,6 +78,11 @@ const ControlDeactivate = "deactivate"
 // makes the other held jobs visible again, records the container stopped
 // with Detail "deactivated" and ends Run with nil.
 //
+// A restarted worker (its clone exists) fetches from origin while it
+// already takes its first job, which waits for the fetch before it is
+// applied; a failed fetch releases the job and ends Run with the container
+// in error, as a failed first clone does.
+//
 // The receipts of the held jobs are kept in the checkout's .git directory
 // (HeldFile): a worker started after a crash makes its predecessor's jobs
 // visible at once instead of after their visibility timeout. Jobs of a
@@ -113,6 +118,9 @@ type Loop struct {
 
 	detailMu sync.Mutex
 	detail   string
+
+	prep    chan struct{} // closed once the workspace is prepared
+	prepErr error         // the preparation's failure; read after prep is closed
 
 	heldMu  sync.Mutex
 	pending []*heldJob          // received, waiting to run, in order
@@ -169,10 +177,20 @@ func (l *Loop) Run(ctx context.Context) error {
 		return errors.New("worker: loop: store, queues, workspace and container id are required")
 	}
 	log := l.log().With("container_id", l.ContainerID)
-	if err := l.Workspace.Prepare(ctx); err != nil {
-		l.finish(ctx, hermes.ContainerError, err.Error())
-		return err
+	// A first start clones before anything else (the clone needs an empty
+	// directory). A restart fetches while the worker already takes its
+	// first job: process waits for the fetch before applying it.
+	l.prep = make(chan struct{})
+	if _, err := os.Stat(filepath.Join(l.Workspace.Dir, ".git")); err == nil {
+		go func() { l.prepErr = l.Workspace.Prepare(ctx); close(l.prep) }()
+	} else {
+		if err := l.Workspace.Prepare(ctx); err != nil {
+			l.finish(ctx, hermes.ContainerError, err.Error())
+			return err
+		}
+		close(l.prep)
 	}
+	defer func() { <-l.prep }() // a fetch outliving Run is cancelled with ctx
 	l.setDetail("idle")
 	if err := l.heartbeat(ctx); err != nil {
 		return fmt.Errorf("worker: recording the container as running: %w", err)
@@ -203,7 +221,16 @@ func (l *Loop) Run(ctx context.Context) error {
 			return exit(hermes.ContainerStopped, "terminated")
 		}
 		if h := l.next(); h != nil {
-			if l.process(ctx, log, q, h) {
+			stop := l.process(ctx, log, q, h)
+			if l.prepFailed() {
+				log.ErrorContext(ctx, "preparing the workspace failed; worker exiting", "err", l.prepErr)
+				stopBG()
+				bg.Wait()
+				l.releaseAll(ctx, log, q.Input)
+				l.finish(ctx, hermes.ContainerError, l.prepErr.Error())
+				return l.prepErr
+			}
+			if stop {
 				log.InfoContext(ctx, "deactivated: worker exiting")
 				return exit(hermes.ContainerStopped, "deactivated")
 			}
@@ -416,6 +443,11 @@ func (l *Loop) process(ctx context.Context, log *slog.Logger, q hermes.QueueSet,
 	// bookkeeping and can wait for the store's write lock.
 	start := l.Clock.Now()
 	l.sendStarted(ctx, log, q, job, start)
+	<-l.prep
+	if l.prepErr != nil {
+		l.release(ctx, log, q.Input, h)
+		return false
+	}
 	l.setDetail("busy")
 	l.heartbeatLogged(ctx)
 	defer func() { l.setDetail("idle"); l.heartbeatLogged(ctx) }()
@@ -465,6 +497,17 @@ func (l *Loop) process(ctx context.Context, log *slog.Logger, q hermes.QueueSet,
 	}
 	l.finishJob(ctx, log, q, h)
 	return false
+}
+
+// prepFailed reports whether the workspace's preparation has finished and
+// failed.
+func (l *Loop) prepFailed() bool {
+	select {
+	case <-l.prep:
+		return l.prepErr != nil
+	default:
+		return false
+	}
 }
 
 // sessionEnded reports whether the job's session has ended (deactivated or
@@ -556,6 +599,7 @@ func (l *Loop) watch(ctx context.Context, log *slog.Logger, q hermes.QueueSet, r
 // control carries out a control job and reports whether the container is
 // to stop.
 func (l *Loop) control(ctx context.Context, log *slog.Logger, q hermes.QueueSet, h *heldJob) bool {
+	<-l.prep // no checkpoint while git fetches
 	switch h.job.Control {
 	case ControlDeactivate:
 		log.InfoContext(ctx, "deactivating: checkpointing the workspace")

@@ -533,3 +533,32 @@ func TestLoopDropsJobsOfEndedSessions(t *testing.T) {
 		t.Fatalf("jobs left: %+v", st)
 	}
 }
+
+// A restarted worker fetches while it takes its first job; when the fetch
+// fails, the job goes back to the queue and the worker exits with the
+// container in error.
+func TestLoopFetchFailureReleasesTheJob(t *testing.T) {
+	e := newLoopEnv(t, "title")
+	git(t, e.loop.Workspace.Dir, "remote", "set-url", "origin", filepath.Join(t.TempDir(), "gone.git"))
+	job := newJob(hermes.NewToken(), "Change the title to Never")
+	e.send(t, job)
+	done := e.start(t.Context())
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run succeeded with an unreachable origin")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the loop did not exit")
+	}
+	if st := e.stats(t, e.qs.Input); st.Visible != 1 {
+		t.Fatalf("the job was not released: %+v", st)
+	}
+	if res := e.results(t); len(res) != 0 {
+		t.Fatalf("results %+v", res)
+	}
+	c, err := e.db.GetContainer(t.Context(), containerID)
+	if err != nil || c.Status != hermes.ContainerError {
+		t.Fatalf("container %+v %v", c, err)
+	}
+}
