@@ -244,6 +244,16 @@ func run(ctx context.Context, o options) (err error) {
 		if rep.Edit, err = editBenchRun(ctx, root, tmp, hermes, o.edits); err != nil {
 			return fmt.Errorf("edit-container run: %w", err)
 		}
+		// What routing adds to one message: the routing run with a single
+		// sender, so that no message waits for another's commits.
+		progress("routing: 1 sender for %s", o.duration)
+		alone, err := os.MkdirTemp(tmp, "route1-")
+		if err != nil {
+			return err
+		}
+		if rep.RouteAlone, err = routeBench(ctx, alone, 1, o.duration); err != nil {
+			return fmt.Errorf("routing run with one sender: %w", err)
+		}
 	}
 
 	if o.goTest {

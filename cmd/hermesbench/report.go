@@ -25,8 +25,9 @@ type report struct {
 	// One run per round; the report shows the median round by req/s.
 	LoadBaseline, LoadHermes, LoadHermesWarn, LoadHermesLive []serverRun
 
-	Route routeResult
-	Edit  editResult
+	Route      routeResult
+	RouteAlone routeResult // one sender: what routing adds to a message
+	Edit       editResult
 
 	GoTestCmd string
 	GoTestOut string
@@ -107,8 +108,9 @@ func (r *report) markdown() string {
 		es, _ := editSummary(e.E2ERunning)
 		p("| wake of a sleeping local container (job queued → worker started on it) | p50 < %s | p50 %s | %s |",
 			ms(goalWake), ms(ws), met(ws < goalWake))
-		p("| routing adds (inbound message → job on the queue, acknowledged; section d, p50) | < %s | %s | %s |",
-			ms(goalRouteAdds), ms(rr.P50), met(rr.P50 < goalRouteAdds))
+		ra := r.RouteAlone
+		p("| routing adds (inbound message → job on the queue and acknowledged, one sender, p50; p99) | < %s | %s; %s | %s |",
+			ms(goalRouteAdds), ms(ra.P50), ms(ra.P99), met(ra.P50 < goalRouteAdds))
 		p("| end to end (SMTP DATA accepted → result reply in the outbox, running container, trivial agent) | p50 < %s | p50 %s | %s |",
 			ms(goalE2E), ms(es), met(es < goalE2E))
 	}
