@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/webordinary/hermes"
@@ -20,7 +21,7 @@ import (
 const (
 	DefaultResultsInterval = 2 * time.Second
 	DefaultResultsWait     = time.Second
-	// resultsPassWait bounds the long-poll waits of one pass over all
+	// resultsPassWait bounds the long-poll waits of one Poll over all
 	// output queues, so that many containers are still covered often.
 	resultsPassWait = 5 * time.Second
 	// resultVisibility is the default of Results.Visibility.
@@ -30,6 +31,11 @@ const (
 	MaxResultReceives = 10
 	// maxQueueDrain bounds the receives from one output queue in a pass.
 	maxQueueDrain = 10
+	// receiveRetry is a poller's pause after a failed receive.
+	receiveRetry = time.Second
+	// settleTimeout bounds the handling and deletion of one received
+	// result, which finish even when Run's context ends meanwhile.
+	settleTimeout = 30 * time.Second
 )
 
 // Reasons a result is dropped.
@@ -45,7 +51,24 @@ const (
 // as lastResult, its history gets an outbound entry, and the reply of the
 // job's channel goes to the outbox. Every id is derived from the job id
 // and the result type, so a result delivered again after a crash at any
-// step adds nothing twice.
+// step adds nothing twice, and replicas consuming the same queues answer
+// each result once.
+//
+// Run gives every awake container (starting, running, stopping or missing)
+// a poller: a goroutine that long-polls its output queue (waits of up to
+// 20 s, as SQS allows) and handles each result as it arrives, so that a
+// result is relayed within the queue's delivery latency (at once on SQS
+// and for sends in this process; on SQLite, sends from other processes are
+// found by the adapter's periodic look, every 25 ms) while an idle
+// container costs one receive per wait.
+//
+// A pass every Interval lists the containers: it starts the pollers of
+// those that woke, marks those that went to sleep (stopped, error, or
+// gone), whose pollers end after their next empty receive, and sweeps the
+// output queues of sleeping containers without waiting, so that results
+// left by a worker that exited or sent by Hermes itself (a container that
+// could not start) are relayed too. Watch starts a poller at once when a
+// container wakes, without waiting for the pass.
 type Results struct {
 	Store     hermes.Store
 	Queues    hermes.Queues
@@ -60,23 +83,65 @@ type Results struct {
 	ApprovalTTL time.Duration
 	// Kick, when set, is called after a reply is queued (the deliverer's
 	// Kick).
-	Kick     func()
-	Interval time.Duration // between passes; DefaultResultsInterval when 0
-	Wait     time.Duration // long-poll wait per output queue; DefaultResultsWait when 0
+	Kick func()
+	// Interval is the time between Run's passes (poller discovery and the
+	// sweep of sleeping containers); DefaultResultsInterval when 0.
+	Interval time.Duration
+	// LongPoll is the wait of each poller's receive (hermes.MaxReceiveWait
+	// when 0 or more): how long an idle poller's request lasts, and so
+	// about how long a poller outlives its container's sleep.
+	LongPoll time.Duration
+	// Wait is Poll's long-poll wait per output queue; DefaultResultsWait
+	// when 0.
+	Wait time.Duration
 	// Visibility hides a received result while it is handled; one whose
 	// handling failed is received again after it. A minute when 0.
 	Visibility time.Duration
-	// Relayed and Dropped count outcomes, for metrics; nil skips.
+	// Relayed and Dropped count outcomes, for metrics; nil skips. They are
+	// called from several goroutines.
 	Relayed func(kind string)
 	Dropped func(reason string)
 	// Events, when set, gets an event per relayed result (from its
 	// history entry) and per started or progress notice (events only:
 	// no reply, no history entry).
 	Events events.Publisher
+
+	mu  sync.Mutex
+	run *resultsRun // while Run runs
 }
 
-// Run consumes results until ctx ends.
+// resultsRun is the state of one Run: its pollers by container id.
+type resultsRun struct {
+	ctx     context.Context
+	pollers map[string]*poller
+	wg      sync.WaitGroup
+}
+
+// poller is the state of one container's poller, guarded by Results.mu.
+type poller struct {
+	c       *hermes.Container // as last listed; nil until loaded (Watch)
+	asleep  bool              // the container was sleeping at the last pass: stop when the queue is empty
+	watched time.Time         // when Watch last asked for it
+}
+
+// Run relays results until ctx ends, and returns once every poller has
+// stopped.
 func (r *Results) Run(ctx context.Context) {
+	run := &resultsRun{ctx: ctx, pollers: map[string]*poller{}}
+	r.mu.Lock()
+	if r.run != nil {
+		r.mu.Unlock()
+		r.log().ErrorContext(ctx, "relay: Results.Run is already running")
+		return
+	}
+	r.run = run
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.run = nil // Watch starts nothing more
+		r.mu.Unlock()
+		run.wg.Wait()
+	}()
 	interval := r.Interval
 	if interval <= 0 {
 		interval = DefaultResultsInterval
@@ -84,7 +149,7 @@ func (r *Results) Run(ctx context.Context) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := r.Poll(ctx); err != nil && ctx.Err() == nil {
+		if err := r.pass(ctx, run); err != nil && ctx.Err() == nil {
 			r.log().WarnContext(ctx, "relay: listing containers failed", "err", err)
 		}
 		select {
@@ -95,11 +160,195 @@ func (r *Results) Run(ctx context.Context) {
 	}
 }
 
-// Poll makes one pass over the output queues of every container: it
-// receives their results, handles each and deletes what was handled (or
-// deliberately dropped). A result whose handling failed stays on its queue
-// and is received again after a minute. It returns how many results it
-// received.
+// Watch makes sure the container's output queue has a poller, starting
+// one at once if needed: the runner calls it when a container wakes, so
+// that its first results do not wait for the next pass. The poller lasts
+// as long as the container is awake. Watch does nothing unless Run runs.
+func (r *Results) Watch(containerID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	run := r.run
+	if run == nil || run.ctx.Err() != nil {
+		return
+	}
+	if p, ok := run.pollers[containerID]; ok {
+		p.asleep, p.watched = false, time.Now()
+		return
+	}
+	r.start(run, containerID, &poller{watched: time.Now()})
+}
+
+// Watching returns the ids of the containers whose output queues have a
+// poller now, sorted.
+func (r *Results) Watching() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.run == nil {
+		return nil
+	}
+	ids := make([]string, 0, len(r.run.pollers))
+	for id := range r.run.pollers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// awake reports whether c's worker runs or may soon: the queues of awake
+// containers are long-polled, the others' swept by each pass.
+func awake(c *hermes.Container) bool {
+	switch c.Status {
+	case hermes.ContainerStarting, hermes.ContainerRunning, hermes.ContainerStopping, hermes.ContainerMissing:
+		return true
+	}
+	return false
+}
+
+// pass lists the containers: it starts the pollers of awake ones, marks
+// the pollers of sleeping or deleted ones to stop once their queue is
+// empty, and sweeps the output queues of sleeping containers that have no
+// poller (one that had results gets a poller for a while).
+func (r *Results) pass(ctx context.Context, run *resultsRun) error {
+	listed := time.Now()
+	cs, err := r.Store.ListContainers(ctx)
+	if err != nil {
+		return err
+	}
+	var sleeping []*hermes.Container
+	r.mu.Lock()
+	seen := make(map[string]bool, len(cs))
+	for _, c := range cs {
+		seen[c.ID] = true
+		p, ok := run.pollers[c.ID]
+		switch {
+		case ok:
+			p.c = c
+			// A Watch after the listing knows better than the listing.
+			p.asleep = !awake(c) && !p.watched.After(listed)
+		case awake(c) && c.Queues.Output != "":
+			r.start(run, c.ID, &poller{c: c})
+		case c.Queues.Output != "":
+			sleeping = append(sleeping, c)
+		}
+	}
+	for id, p := range run.pollers {
+		if !seen[id] && !p.watched.After(listed) {
+			p.asleep = true
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range sleeping {
+		if ctx.Err() != nil {
+			break
+		}
+		if r.drain(ctx, c, 0) == 0 {
+			continue
+		}
+		// It had results: more may follow.
+		r.mu.Lock()
+		if _, ok := run.pollers[c.ID]; !ok && ctx.Err() == nil {
+			r.start(run, c.ID, &poller{c: c, asleep: true})
+		}
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// start starts a poller; r.mu is held.
+func (r *Results) start(run *resultsRun, id string, p *poller) {
+	run.pollers[id] = p
+	run.wg.Go(func() { r.poll(run, id, p) })
+}
+
+// poll is a poller: it long-polls the container's output queue and
+// handles what arrives, until ctx ends, or the container is asleep and its
+// queue was empty, or the queue is gone.
+func (r *Results) poll(run *resultsRun, id string, p *poller) {
+	ctx := logctx.With(run.ctx, slog.String("container_id", id))
+	wait := r.LongPoll
+	if wait <= 0 || wait > hermes.MaxReceiveWait {
+		wait = hermes.MaxReceiveWait
+	}
+	r.log().DebugContext(ctx, "relay: polling the output queue")
+	defer func() {
+		r.mu.Lock()
+		if run.pollers[id] == p {
+			delete(run.pollers, id)
+		}
+		r.mu.Unlock()
+		r.log().DebugContext(ctx, "relay: stopped polling the output queue")
+	}()
+	for ctx.Err() == nil {
+		r.mu.Lock()
+		c := p.c
+		r.mu.Unlock()
+		if c == nil {
+			got, err := r.Store.GetContainer(ctx, id)
+			if err != nil {
+				if !hermes.IsKind(err, hermes.NotFound) && ctx.Err() == nil {
+					r.log().WarnContext(ctx, "relay: reading the container failed; the next pass polls it", "err", err)
+				}
+				return
+			}
+			r.mu.Lock()
+			if p.c == nil {
+				p.c = got
+			}
+			c = p.c
+			r.mu.Unlock()
+		}
+		q := c.Queues.Output
+		if q == "" {
+			return
+		}
+		ds, err := r.Queues.Receive(ctx, q, hermes.MaxReceiveBatch, wait, r.visibility())
+		if ctx.Err() != nil {
+			// A batch received as ctx ended is still handled.
+			for _, d := range ds {
+				r.settle(ctx, c, q, d)
+			}
+			return
+		}
+		if hermes.IsKind(err, hermes.NotFound) {
+			return // the queue set was cleaned up; a pass starts a poller when there is one again
+		}
+		if err != nil {
+			r.log().WarnContext(ctx, "relay: receiving results failed", "queue", q, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(receiveRetry):
+			}
+			continue
+		}
+		for _, d := range ds {
+			r.settle(ctx, c, q, d)
+		}
+		if len(ds) == 0 && r.retire(run, id, p) {
+			return
+		}
+	}
+}
+
+// retire removes p when its container is asleep, and reports whether it
+// did.
+func (r *Results) retire(run *resultsRun, id string, p *poller) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !p.asleep {
+		return false
+	}
+	if run.pollers[id] == p {
+		delete(run.pollers, id)
+	}
+	return true
+}
+
+// Poll makes one pass over the output queues of every container, awake or
+// not, outside Run (tools and tests): it receives their results (waiting
+// up to Wait on each queue, within a shared budget), handles each and
+// deletes what was handled (or deliberately dropped). A result whose
+// handling failed stays on its queue and is received again after its
+// visibility. It returns how many results it received.
 func (r *Results) Poll(ctx context.Context) (int, error) {
 	cs, err := r.Store.ListContainers(ctx)
 	if err != nil {
@@ -130,13 +379,9 @@ func (r *Results) drain(ctx context.Context, c *hermes.Container, wait time.Dura
 		return 0
 	}
 	ctx = logctx.With(ctx, slog.String("container_id", c.ID))
-	vis := r.Visibility
-	if vis <= 0 {
-		vis = resultVisibility
-	}
 	n := 0
 	for range maxQueueDrain {
-		ds, err := r.Queues.Receive(ctx, q, hermes.MaxReceiveBatch, wait, vis)
+		ds, err := r.Queues.Receive(ctx, q, hermes.MaxReceiveBatch, wait, r.visibility())
 		if err != nil {
 			if !hermes.IsKind(err, hermes.NotFound) && ctx.Err() == nil {
 				r.log().WarnContext(ctx, "relay: receiving results failed", "queue", q, "err", err)
@@ -145,20 +390,7 @@ func (r *Results) drain(ctx context.Context, c *hermes.Container, wait time.Dura
 		}
 		for _, d := range ds {
 			n++
-			err := r.handle(ctx, c, []byte(d.Body))
-			if err != nil {
-				if d.ReceiveCount < MaxResultReceives {
-					r.log().WarnContext(ctx, "relay: result not handled; it will be received again", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
-					continue
-				}
-				r.log().ErrorContext(ctx, "relay: result dropped after repeated failures", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
-				r.count(r.Dropped, DropGaveUp)
-			}
-			if err := r.Queues.Delete(ctx, q, d.Receipt); err != nil {
-				// Received again after its visibility: handled again with the
-				// same ids, so nothing is repeated.
-				r.log().WarnContext(ctx, "relay: deleting a handled result failed", "message_id", d.ID, "err", err)
-			}
+			r.settle(ctx, c, q, d)
 		}
 		if len(ds) < hermes.MaxReceiveBatch {
 			return n
@@ -166,6 +398,35 @@ func (r *Results) drain(ctx context.Context, c *hermes.Container, wait time.Dura
 		wait = 0
 	}
 	return n
+}
+
+// settle handles a result received from c's queue q and deletes it, unless
+// its handling failed and it has receives left: it is then received again
+// after its visibility. A received result is settled even when ctx ends
+// meanwhile, rather than left hidden for its visibility.
+func (r *Results) settle(ctx context.Context, c *hermes.Container, q string, d hermes.Delivery) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if err := r.handle(ctx, c, []byte(d.Body)); err != nil {
+		if d.ReceiveCount < MaxResultReceives {
+			r.log().WarnContext(ctx, "relay: result not handled; it will be received again", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
+			return
+		}
+		r.log().ErrorContext(ctx, "relay: result dropped after repeated failures", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
+		r.count(r.Dropped, DropGaveUp)
+	}
+	if err := r.Queues.Delete(ctx, q, d.Receipt); err != nil {
+		// Received again after its visibility: handled again with the
+		// same ids, so nothing is repeated.
+		r.log().WarnContext(ctx, "relay: deleting a handled result failed", "message_id", d.ID, "err", err)
+	}
+}
+
+func (r *Results) visibility() time.Duration {
+	if r.Visibility <= 0 {
+		return resultVisibility
+	}
+	return r.Visibility
 }
 
 // HandleResult handles one result message body. It returns nil when the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,20 +29,23 @@ const (
 
 // resultsEnv is a router and a results relay on one fresh database.
 type resultsEnv struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
+	path    string // the database file
 	db      *sqlite.DB
 	clock   *hermestest.Clock
 	router  *router.Router
 	results *relay.Results
 	kicks   atomic.Int32
+	mu      sync.Mutex // guards dropped, appended to by Run's goroutines
 	dropped []string
 }
 
-func newResultsEnv(t *testing.T) *resultsEnv {
+func newResultsEnv(t testing.TB) *resultsEnv {
 	t.Helper()
 	ctx := t.Context()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hermes.db"))
+	path := filepath.Join(t.TempDir(), "hermes.db")
+	db, err := sqlite.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +64,7 @@ func newResultsEnv(t *testing.T) *resultsEnv {
 	}
 	clock := hermestest.NewClock(t0)
 	log := slog.New(slog.DiscardHandler)
-	e := &resultsEnv{t: t, ctx: ctx, db: db, clock: clock}
+	e := &resultsEnv{t: t, ctx: ctx, path: path, db: db, clock: clock}
 	sessions := &lifecycle.Sessions{Store: db, Clock: clock.Now, TTL: 30 * time.Minute, PublicBase: "http://hermes.test", Log: log}
 	e.router = &router.Router{
 		Store: db, Queues: db, Sessions: sessions, Clock: clock.Now, Log: log,
@@ -69,7 +73,11 @@ func newResultsEnv(t *testing.T) *resultsEnv {
 	e.results = &relay.Results{
 		Store: db, Queues: db, Clock: clock.Now, Log: log, FromEmail: "hermes@localhost",
 		Kick: func() { e.kicks.Add(1) }, Wait: time.Millisecond,
-		Dropped: func(reason string) { e.dropped = append(e.dropped, reason) },
+		Dropped: func(reason string) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.dropped = append(e.dropped, reason)
+		},
 	}
 	return e
 }
@@ -262,7 +270,7 @@ func TestResultEmailReply(t *testing.T) {
 	e.queueEmpty()
 }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
