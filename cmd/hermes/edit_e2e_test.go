@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/hermes/internal/sqlite"
 	"github.com/webordinary/hermes/internal/worker/workertest"
 )
 
@@ -268,15 +269,23 @@ func (c client) outputDepth() int {
 // TestHermesKilledEndToEnd: `kill -9` of Hermes itself after the worker
 // reported its result and before Hermes relayed it; after a restart on the
 // same data the user gets the reply exactly once (and, with mailpit, one
-// email).
+// email). Hermes relays results as they arrive, so it is stopped (SIGSTOP)
+// while the agent waits at its gate, and killed once the result is queued.
 func TestHermesKilledEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
+	agent := testAgent(t)
 	dir := exampleProject(t)
+	projects := filepath.Join(dir, "projects.json")
+	if err := os.WriteFile(projects, fmt.Appendf(nil, `{"clients":[{"id":"amelia","name":"Amelia Stamps","projects":[{"id":"site",
+		"repoUrl":%q,"emailAddresses":["edit@amelia.example.com"],"agent":{"kind":"command","command":[%q,"gate"]}}],
+		"users":[{"id":"scott","emails":["scott@example.com"]}]}]}`, filepath.Join(dir, "site.git"), agent), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	vars := baseVars(t)
 	delete(vars, "HERMES_WORKER_BIN") // the binary itself
-	vars["HERMES_PROJECTS_FILE"] = filepath.Join(dir, "projects.json")
+	vars["HERMES_PROJECTS_FILE"] = projects
 	vars["HERMES_SMTP_ADDR"] = "127.0.0.1:0"
 	vars["HERMES_API_KEYS"] = "an-admin-key-for-tests=admin"
 	vars["HERMES_LOG_LEVEL"] = "info"
@@ -285,15 +294,32 @@ func TestHermesKilledEndToEnd(t *testing.T) {
 		vars["HERMES_MAILER"] = "smtp"
 		vars["SMTP_URL"] = "smtp://" + smtpAddr
 	}
-	// The first Hermes relays results only at start: the result waits.
-	vars["HERMES_RESULTS_INTERVAL"] = "1h"
 	first, c, logs := startBinary(t, vars)
 	smtpAddr := logs.wait(t, "smtp server listening", 5*time.Second)["addr"].(string)
 	marker := fmt.Sprint(time.Now().UnixNano())
 	msgID := "<killed-hermes." + marker + "@example.com>"
-	mail(t, smtpAddr, msgID, "Survive "+marker, "Please change the title to Still Standing\n", nil)
-	// The worker's started notice and its result.
-	waitLong(t, "the result on the output queue", func() bool { return c.outputDepth() == 2 })
+	mail(t, smtpAddr, msgID, "Survive "+marker, "set the title Standing\n", nil)
+	ws := filepath.Join(vars["HERMES_DATA_DIR"], "workspaces", "amelia_site_scott")
+	waitLong(t, "the agent at work", func() bool {
+		_, err := os.Stat(filepath.Join(ws, "partial-Standing.txt"))
+		return err == nil
+	})
+	waitLong(t, "the started notice relayed", func() bool { return c.outputDepth() == 0 })
+	if err := first.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, ".git", "hermes-test-gate"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(t.Context(), filepath.Join(vars["HERMES_DATA_DIR"], "hermes.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLong(t, "the result on the output queue", func() bool {
+		st, err := db.Stats(t.Context(), "webordinary-output-amelia_site_scott")
+		return err == nil && st.Visible == 1
+	})
+	db.Close()
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

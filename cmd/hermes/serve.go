@@ -34,7 +34,6 @@ import (
 // credentials are configured.
 const adminKeyFile = "admin-api-key"
 
-
 // serve runs Hermes until ctx ends, then shuts down in order: stop taking
 // requests (readiness turns 503, the listener closes), let in-flight
 // requests finish within the shutdown timeout, stop the background loops,
@@ -118,7 +117,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Dropped: func(reason string) { m.ResultsDropped.WithLabelValues(reason).Inc() },
 	}
 	wakes := &metrics.WakeTimes{}
-	runner, err := openRunner(cfg, getenv, store, queues, log, stdout, clock, func(_ string, d time.Duration) {
+	runner, err := openRunner(cfg, getenv, store, queues, log, stdout, clock, func(id string, d time.Duration) {
+		results.Watch(id) // its results are long-polled from now on, without waiting for the next pass
 		wakes.Observe(d)
 		m.WakeSeconds.Observe(d.Seconds())
 	})

@@ -134,7 +134,7 @@ func newFixture(t *testing.T, mode string, idle time.Duration) *fixture {
 	f := &fixture{db: db, starts: filepath.Join(dir, "starts"), c: c, failed: make(chan string, 4)}
 	f.r = &Runner{
 		Store: db, Queues: db, Command: []string{exe},
-		Env: []string{fakeWorkerVar + "=" + mode, "FAKE_DB=" + dbPath, "FAKE_STARTS=" + f.starts, "FAKE_IDLE=" + idle.String()},
+		Env:   []string{fakeWorkerVar + "=" + mode, "FAKE_DB=" + dbPath, "FAKE_STARTS=" + f.starts, "FAKE_IDLE=" + idle.String()},
 		Clock: time.Now, StopGrace: 2 * time.Second, Backoff: 20 * time.Millisecond, MaxCrashes: 3,
 		Woke:   func(string, time.Duration) { f.woke.Add(1) },
 		Failed: func(_ context.Context, _ *hermes.Container, detail string) { f.failed <- detail },
