@@ -277,9 +277,9 @@ func (r *report) markdown() string {
 			"command agent, `HERMES_IDLE_TIMEOUT=1s` so that the container falls asleep between samples. **Wake**: a "+
 			"follow-up instruction on a session through the API, with the session's event stream open; the time from "+
 			"the router's `queued` event to the worker's `started` notice (both stamped on this machine's clock). "+
-			"Asleep, that is the local runner starting `hermes worker` (exec, opening the store, `git fetch`, the "+
-			"first heartbeat and receive); running, it is the worker's next receive (SQLite queues see another "+
-			"process's sends within about 100 ms). **End to end**: an email through the SMTP server; the time "+
+			"Asleep, that is the local runner starting `hermes worker` (exec, opening the store, the first heartbeat "+
+			"and receive; its `git fetch` runs meanwhile, and the job waits for it before the agent runs); running, it "+
+			"is the worker's next receive (SQLite queues see another process's sends within 25 ms). **End to end**: an email through the SMTP server; the time "+
 			"from `DATA` accepted to the result reply in the outbox (polled every 2 ms): routing, the "+
 			"acknowledgement, the wake, the agent, the commit, the preview, the result and its relay. The **floor** "+
 			"is the work itself, done directly in a plain clone: the same agent, then `git add` and `git commit`. "+
