@@ -261,7 +261,7 @@ func run(ctx context.Context, o options) (err error) {
 		if o.benchtime != "" {
 			args = append(args, "-benchtime", o.benchtime)
 		}
-		args = append(args, "./internal/sqlite/", "./internal/httpapi/", "./internal/router/")
+		args = append(args, "./internal/sqlite/", "./internal/httpapi/", "./internal/router/", "./internal/relay/")
 		rep.GoTestCmd = "go " + strings.Join(args, " ")
 		progress("%s", rep.GoTestCmd)
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
