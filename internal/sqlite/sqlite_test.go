@@ -29,3 +29,15 @@ func TestStore(t *testing.T) {
 		},
 	})
 }
+
+// TestLeases runs the contract of hermes.Leases against SQLite.
+func TestLeases(t *testing.T) {
+	hermestest.LeaseSuite(t, func(t *testing.T) hermes.Leases {
+		db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "hermes.db"))
+		if err != nil {
+			t.Fatalf("sqlite.Open: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
