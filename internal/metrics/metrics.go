@@ -35,6 +35,9 @@ type Metrics struct {
 	ResultsRelayed *prometheus.CounterVec // kind: result, error, interrupted, plan
 	WakeSeconds    prometheus.Histogram   // wake requested → the worker's first heartbeat
 	ResultsDropped *prometheus.CounterVec // reason
+
+	// CircuitState is each outside service's breaker state (BreakerState).
+	CircuitState *prometheus.GaugeVec // service
 }
 
 // New registers Hermes's metrics, the Go runtime and process collectors, and
@@ -103,7 +106,8 @@ func New(store hermes.Sessions, log *slog.Logger) *Metrics {
 		Help:    "Time from a container's wake to its worker's first heartbeat (the wait quoted in acknowledgements).",
 		Buckets: []float64{.05, .1, .15, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 	})
-	reg.MustRegister(m.RepliesSent, m.RepliesFailed, m.ResultsRelayed, m.ResultsDropped, m.WakeSeconds)
+	m.CircuitState = newCircuitState()
+	reg.MustRegister(m.RepliesSent, m.RepliesFailed, m.ResultsRelayed, m.ResultsDropped, m.WakeSeconds, m.CircuitState)
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.SessionsCreated, m.SessionsExpired, m.Panics,
 		m.MessagesRouted, m.MessagesDropped, m.MessagesDuplicate, m.MessagesRejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
