@@ -170,9 +170,25 @@ type Container struct {
 	QueuesState   string     `json:"queuesState,omitempty"`
 	QueuesStateAt *time.Time `json:"queuesStateAt,omitempty"`
 	LastHeartbeat *time.Time `json:"lastHeartbeat"`
-	CreatedAt     time.Time  `json:"createdAt"`
-	UpdatedAt     time.Time  `json:"updatedAt"`
-	Version       int64      `json:"-"`
+	// Task is the orchestrator's handle of the container's latest start:
+	// the ECS task ARN (empty for the local runner, and before the first
+	// start). It stays after the task stops, for operators.
+	Task string `json:"task,omitempty"`
+	// StartClaim is the token of the start claimed last: a runner moves
+	// the container to starting with a fresh token in one compare-and-set
+	// write, and only the caller whose token it wrote starts a task, so
+	// concurrent wakes across Hermes replicas start one. StartedAt is when
+	// that claim was made (a starting container whose claim is older than
+	// the runner's start timeout may be claimed again).
+	StartClaim string     `json:"startClaim,omitempty"`
+	StartedAt  *time.Time `json:"startedAt,omitempty"`
+	// StartFailures counts the starts in a row that failed before the
+	// worker's first heartbeat; the runner gives up (status error) after a
+	// few.
+	StartFailures int       `json:"startFailures,omitempty"`
+	CreatedAt     time.Time `json:"createdAt"`
+	UpdatedAt     time.Time `json:"updatedAt"`
+	Version       int64     `json:"-"`
 }
 
 // Queue-set clean-up states (Container.QueuesState). A container stopped

@@ -262,6 +262,10 @@ func cloneContainer(c *hermes.Container) *hermes.Container {
 		hb := *c.LastHeartbeat
 		x.LastHeartbeat = &hb
 	}
+	if c.StartedAt != nil {
+		st := *c.StartedAt
+		x.StartedAt = &st
+	}
 	return &x
 }
 
@@ -1280,6 +1284,8 @@ func (x *suite) testContainers(t *testing.T) {
 			x.LastHeartbeat = &hb
 			x.UpdatedAt = at(5 * time.Minute)
 			x.Queues.Input = "webordinary-input-elsewhere"
+			// The start claim of the ECS runner (compare-and-set across replicas).
+			x.Task, x.StartClaim, x.StartedAt, x.StartFailures = "arn:aws:ecs:us-east-1:123456789012:task/c/abc", "claim1", &hb, 2
 			return nil
 		})
 		e.must("UpdateContainer", err)
@@ -1293,6 +1299,7 @@ func (x *suite) testContainers(t *testing.T) {
 		want := cloneContainer(c)
 		want.Status, want.Detail, want.LastHeartbeat, want.UpdatedAt = hermes.ContainerRunning, "idle", &hb, at(5*time.Minute)
 		want.Queues.Input, want.Version = "webordinary-input-elsewhere", got.Version
+		want.Task, want.StartClaim, want.StartedAt, want.StartFailures = "arn:aws:ecs:us-east-1:123456789012:task/c/abc", "claim1", &hb, 2
 		checkEqual(t, "UpdateContainer's result", got, want)
 		stored, err := e.s.GetContainer(e.ctx, c.ID)
 		e.must("GetContainer", err)

@@ -39,7 +39,7 @@ const (
 )
 
 // ContainerIDVar is the variable naming the container a worker runs.
-const ContainerIDVar = "HERMES_CONTAINER_ID"
+const ContainerIDVar = hermes.ContainerIDVar
 
 // Runner implements hermes.Runner with child processes.
 type Runner struct {
@@ -155,9 +155,7 @@ func (r *Runner) start(ctx context.Context, id string, wakeAt time.Time) error {
 	}
 	cmd := exec.Command(r.Command[0], r.Command[1:]...)
 	cmd.Dir = r.Dir
-	cmd.Env = append(append([]string(nil), r.Env...),
-		ContainerIDVar+"="+id,
-		"HERMES_CLIENT_ID="+c.ClientID, "HERMES_PROJECT_ID="+c.ProjectID, "HERMES_USER_ID="+c.UserID)
+	cmd.Env = append(append([]string(nil), r.Env...), hermes.ContainerEnv(c)...)
 	out := r.Output
 	if out == nil {
 		out = io.Discard

@@ -245,4 +245,8 @@ func normContainer(c *hermes.Container) {
 		t := norm(*c.LastHeartbeat)
 		c.LastHeartbeat = &t
 	}
+	if c.StartedAt != nil {
+		t := norm(*c.StartedAt)
+		c.StartedAt = &t
+	}
 }
