@@ -9,9 +9,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/local"
+	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/sesout"
 	"github.com/webordinary/hermes/internal/slack"
 	"github.com/webordinary/hermes/internal/smtpout"
 	"github.com/webordinary/hermes/internal/sqlite"
@@ -99,8 +104,9 @@ func openRunner(cfg config.Config, getenv func(string) string, store hermes.Stor
 
 // openSenders returns the reply transport of each configured channel.
 // Channels without one keep their replies in the outbox (listed by
-// GET /api/outbox, and logged).
-func openSenders(cfg config.Config) (map[string]hermes.Sender, error) {
+// GET /api/outbox, and logged). breakers configures the circuit breakers
+// of AWS transports (their OnState feeds hermes_circuit_state).
+func openSenders(ctx context.Context, cfg config.Config, breakers awsx.BreakerOptions) (map[string]hermes.Sender, error) {
 	senders := map[string]hermes.Sender{}
 	switch cfg.Mailer {
 	case "smtp":
@@ -109,6 +115,12 @@ func openSenders(cfg config.Config) (map[string]hermes.Sender, error) {
 			return nil, err
 		}
 		senders[hermes.ChannelEmail] = s
+	case "ses":
+		ac, err := awsConfig(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		senders[hermes.ChannelEmail] = sesout.New(ac, awsx.NewBreaker("ses", breakers))
 	}
 	if cfg.Twilio.AccountSID != "" && cfg.Twilio.AuthToken != "" {
 		senders[hermes.ChannelSMS] = &twilio.Client{BaseURL: cfg.Twilio.APIURL, AccountSID: cfg.Twilio.AccountSID, AuthToken: cfg.Twilio.AuthToken}
@@ -130,8 +142,25 @@ func checkBackends(cfg config.Config) error {
 			return fmt.Errorf("%s=%s: this build has no %s adapter yet; use %s", b.name, b.value, b.value, b.embedded)
 		}
 	}
-	if cfg.Mailer == "ses" {
-		return fmt.Errorf("HERMES_MAILER=ses: this build has no ses adapter yet; use outbox or smtp")
-	}
 	return nil
+}
+
+// awsConfig is the AWS SDK configuration of the AWS adapters: the default
+// credential chain (the task role on ECS), AWS_REGION, and the SDK's own
+// AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> overrides.
+func awsConfig(ctx context.Context, cfg config.Config) (aws.Config, error) {
+	return awsx.Load(ctx, awsx.Options{Region: cfg.AWSRegion})
+}
+
+// breakerState is the OnState of every circuit breaker: the
+// hermes_circuit_state gauge and a log line.
+func breakerState(m *metrics.Metrics, log *slog.Logger) func(service, state string) {
+	return func(service, state string) {
+		m.BreakerState(service, state)
+		if state == "open" {
+			log.Warn("circuit breaker open: calls fail fast until a trial call succeeds", "service", service)
+		} else {
+			log.Info("circuit breaker state", "service", service, "state", state)
+		}
+	}
 }

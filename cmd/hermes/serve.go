@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/directory"
 	"github.com/webordinary/hermes/internal/emailin"
@@ -100,7 +101,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reaper := lifecycle.NewReaper(sessions, cfg.ReaperInterval)
 	sessions.Kick = reaper.Kick
 
-	senders, err := openSenders(cfg)
+	senders, err := openSenders(ctx, cfg, awsx.BreakerOptions{OnState: breakerState(m, log)})
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
