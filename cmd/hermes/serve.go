@@ -206,14 +206,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLoops()
 	var wg sync.WaitGroup
-	wg.Go(func() { reaper.Run(logctx.With(loops, slog.String("loop", "reaper"))) })
+	// Every replica delivers replies and relays results (both exactly once
+	// by their ids and claims); the loops below run on one replica at a
+	// time, the holder of the store's background lease.
 	wg.Go(func() { deliverer.Run(logctx.With(loops, slog.String("loop", "outbox"))) })
 	wg.Go(func() { results.Run(logctx.With(loops, slog.String("loop", "results"))) })
-	wg.Go(func() { dead.Run(logctx.With(loops, slog.String("loop", "dead-jobs"))) })
-	wg.Go(func() { cleanup.Run(logctx.With(loops, slog.String("loop", "queue-cleanup"))) })
-	wg.Go(func() {
-		runner.RunReconcile(logctx.With(loops, slog.String("loop", "reconcile")), cfg.ReconcileInterval)
-	})
+	singletons := []func(context.Context){
+		func(ctx context.Context) { reaper.Run(logctx.With(ctx, slog.String("loop", "reaper"))) },
+		func(ctx context.Context) { dead.Run(logctx.With(ctx, slog.String("loop", "dead-jobs"))) },
+		func(ctx context.Context) { cleanup.Run(logctx.With(ctx, slog.String("loop", "queue-cleanup"))) },
+		func(ctx context.Context) {
+			runner.RunReconcile(logctx.With(ctx, slog.String("loop", "reconcile")), cfg.ReconcileInterval)
+		},
+	}
+	if leases, ok := store.(hermes.Leases); ok {
+		leader := &lifecycle.Leader{Leases: leases, Name: "background", Holder: replicaID(), Clock: clock, Log: log}
+		wg.Go(func() { leader.Run(loops, singletons...) })
+	} else {
+		log.Warn("the store has no leases: the background loops run on every replica")
+		for _, loop := range singletons {
+			wg.Go(func() { loop(loops) })
+		}
+	}
 	if cfg.EmailQueueURL != "" {
 		if err := queues.CreateQueue(ctx, cfg.EmailQueueURL, hermes.QueueOptions{MaxReceives: 0}); err != nil {
 			return fmt.Errorf("EMAIL_QUEUE_URL: %w", err)
@@ -324,4 +338,11 @@ func ensureAdminKey(path string) (key config.APIKey, created bool, err error) {
 
 func apiKey(k string) config.APIKey {
 	return config.APIKey{Hash: sha256Sum(k), Scope: config.Scope{Admin: true}}
+}
+
+// replicaID names this Hermes process among replicas: host, process id and
+// a random suffix.
+func replicaID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hermes.NewToken()[:8])
 }
