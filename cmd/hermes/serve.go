@@ -44,7 +44,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(args) > 0 {
 		return usageError{"serve takes no arguments; it is configured by the environment"}
 	}
-	cfg, err := config.Load(getenv)
+	cfg, getenv, err := loadConfig(ctx, getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/webordinary/hermes"
-	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/logctx"
 	"github.com/webordinary/hermes/internal/worker"
 )
@@ -41,7 +40,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if !validContainerID(id) {
 		return usageError{fmt.Sprintf("%s=%q is not a container id (1–%d characters of a-z, 0-9, _ and -)", containerIDVar, id, hermes.MaxContainerIDLen)}
 	}
-	cfg, err := config.Load(getenv)
+	cfg, getenv, err := loadConfig(ctx, getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
