@@ -82,8 +82,18 @@ type Config struct {
 	// SESPolicy: which SES verdicts must pass (HERMES_SES_REQUIRE, a comma
 	// list of spf, dkim, dmarc; default all three). Spam and virus
 	// failures are always refused.
-	SESPolicy      ses.Policy
-	AWSRegion      string
+	SESPolicy ses.Policy
+	AWSRegion string
+	// Model decides which instructions need approval (HERMES_MODEL):
+	// keywords (internal/classify) or bedrock (Bedrock Converse, falling
+	// back to the keywords when it fails).
+	Model   string
+	Bedrock Bedrock
+	// EMF writes CloudWatch Embedded Metric Format lines to standard
+	// output every EMFInterval (HERMES_METRICS_EMF, default on in
+	// production; HERMES_METRICS_EMF_INTERVAL, default 60s).
+	EMF            bool
+	EMFInterval    time.Duration
 	DynamoDBTable  string
 	ECSClusterName string
 	ECSServiceName string
@@ -131,6 +141,16 @@ type JWTConfig struct {
 
 // Enabled reports whether JWTs are accepted.
 func (j JWTConfig) Enabled() bool { return len(j.Secret) > 0 || j.PublicKey != nil }
+
+// Bedrock configures the Bedrock model (HERMES_MODEL=bedrock).
+type Bedrock struct {
+	ModelID        string        // BEDROCK_MODEL_ID (anthropic.claude-3-haiku-20240307-v1:0)
+	SummaryModelID string        // BEDROCK_SUMMARY_MODEL_ID (BEDROCK_MODEL_ID)
+	Temperature    float64       // BEDROCK_TEMPERATURE (0)
+	TopP           float64       // BEDROCK_TOP_P (0.95)
+	MaxTokens      int           // BEDROCK_MAX_TOKENS (2048)
+	Timeout        time.Duration // BEDROCK_TIMEOUT (10s)
+}
 
 // Twilio is the SMS channel's configuration.
 type Twilio struct {
@@ -240,6 +260,17 @@ func Load(getenv func(string) string) (Config, error) {
 		l.fail("HERMES_MAILER", "smtp needs SMTP_URL")
 	}
 	c.QueueCleanupAfter = l.duration("HERMES_QUEUE_CLEANUP_AFTER", 7*24*time.Hour, 0)
+	c.Model = l.oneOf("HERMES_MODEL", "keywords", "keywords", "bedrock")
+	c.Bedrock = Bedrock{
+		ModelID:        l.str("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-20240307-v1:0"),
+		SummaryModelID: l.str("BEDROCK_SUMMARY_MODEL_ID", ""),
+		Temperature:    l.float("BEDROCK_TEMPERATURE", 0, 0, 1),
+		TopP:           l.float("BEDROCK_TOP_P", 0.95, 0.01, 1),
+		MaxTokens:      int(l.float("BEDROCK_MAX_TOKENS", 2048, 16, 1<<16)),
+		Timeout:        l.duration("BEDROCK_TIMEOUT", 10*time.Second, 100*time.Millisecond),
+	}
+	c.EMF = l.boolean("HERMES_METRICS_EMF", c.Env == "production")
+	c.EMFInterval = l.duration("HERMES_METRICS_EMF_INTERVAL", time.Minute, time.Second)
 	c.SESPolicy = l.sesPolicy("HERMES_SES_REQUIRE")
 	c.APIKeys = l.apiKeys("HERMES_API_KEYS")
 	c.JWT = l.jwt()
@@ -325,6 +356,32 @@ func (l *loader) duration(name string, def, min time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+func (l *loader) float(name string, def, min, max float64) float64 {
+	v := l.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < min || f > max {
+		l.fail(name, "%q is not a number from %g to %g", v, min, max)
+		return def
+	}
+	return f
+}
+
+func (l *loader) boolean(name string, def bool) bool {
+	switch strings.ToLower(l.str(name, "")) {
+	case "":
+		return def
+	case "1", "true", "on", "yes":
+		return true
+	case "0", "false", "off", "no":
+		return false
+	}
+	l.fail(name, "%q is not on or off (1/0, true/false)", l.getenv(name))
+	return def
 }
 
 func (l *loader) httpURL(name, def string) string {
