@@ -1,0 +1,7 @@
+//go:build !linux
+
+package ecstest
+
+import "os/exec"
+
+func detach(*exec.Cmd) {}
