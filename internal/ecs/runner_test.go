@@ -138,8 +138,8 @@ func (f *fixture) runner(store *sqlite.DB) *Runner {
 		},
 		Env:       []string{"HERMES_STORE=sqlite", "HERMES_LOG_LEVEL=debug"},
 		ReadyPoll: 10 * time.Millisecond, MaxFailures: 3,
-		Woke:      func(string, time.Duration) { f.woke.Add(1) },
-		Failed:    func(_ context.Context, _ *hermes.Container, detail string) { f.failed <- detail },
+		Woke:   func(string, time.Duration) { f.woke.Add(1) },
+		Failed: func(_ context.Context, _ *hermes.Container, detail string) { f.failed <- detail },
 	}
 	f.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
