@@ -13,6 +13,7 @@ import (
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
+	"github.com/webordinary/hermes/internal/bedrock"
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/local"
 	"github.com/webordinary/hermes/internal/metrics"
@@ -129,6 +130,25 @@ func openSenders(ctx context.Context, cfg config.Config, breakers awsx.BreakerOp
 		senders[hermes.ChannelChat] = &slack.Client{BaseURL: cfg.Slack.APIURL, BotToken: cfg.Slack.BotToken}
 	}
 	return senders, nil
+}
+
+// openModel returns the model that decides which instructions need
+// approval: nil for the keyword rules (HERMES_MODEL=keywords; the router
+// applies them itself), Bedrock Converse for HERMES_MODEL=bedrock (the
+// router falls back to the keyword rules whenever it fails).
+func openModel(ctx context.Context, cfg config.Config, breakers awsx.BreakerOptions) (hermes.Model, error) {
+	if cfg.Model != "bedrock" {
+		return nil, nil
+	}
+	ac, err := awsConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	b := cfg.Bedrock
+	return bedrock.NewFromConfig(ac, awsx.NewBreaker("bedrock", breakers), bedrock.Options{
+		ModelID: b.ModelID, SummaryModelID: b.SummaryModelID, Temperature: float32(b.Temperature),
+		TopP: float32(b.TopP), MaxTokens: int32(b.MaxTokens), Timeout: b.Timeout,
+	}), nil
 }
 
 // checkBackends refuses backends this build cannot run yet, so that a

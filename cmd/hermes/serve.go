@@ -105,6 +105,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	model, err := openModel(ctx, cfg, awsx.BreakerOptions{OnState: breakerState(m, log)})
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	deliverer := &relay.Deliverer{
 		Store: store, Senders: senders, Clock: clock, Log: log,
 		Sent:   func(ch string) { m.RepliesSent.WithLabelValues(ch).Inc() },
@@ -127,8 +131,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("configuration: %w", err)
 	}
 	rt := &router.Router{
-		Runner: runner,
-		Store:  store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
+		Runner: runner, Model: model,
+		Store: store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
 		Acknowledger: &relay.Acks{FromEmail: cfg.FromEmail}, OutboxKick: deliverer.Kick,
 		QueuePrefix: router.DefaultQueuePrefix, PendingCap: router.DefaultPendingCap,
 		// The median of the recent measured wake times.
