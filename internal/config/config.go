@@ -97,6 +97,29 @@ type Config struct {
 	DynamoDBTable  string
 	ECSClusterName string
 	ECSServiceName string
+	// ECS describes the edit containers' tasks (HERMES_RUNNER=ecs).
+	ECS ECS
+}
+
+// ECS is the ECS runner's configuration; TaskDefinition and Subnets are
+// required when HERMES_RUNNER=ecs.
+type ECS struct {
+	TaskDefinition string   // ECS_TASK_DEFINITION: family, family:revision or ARN
+	ContainerName  string   // ECS_CONTAINER_NAME: the worker's container (default worker)
+	Subnets        []string // ECS_SUBNETS: comma list
+	SecurityGroups []string // ECS_SECURITY_GROUPS: comma list (none: the VPC's default)
+	AssignPublicIP bool     // ECS_ASSIGN_PUBLIC_IP (default off: private subnets with NAT or endpoints)
+	// CapacityProviders is the capacity provider strategy
+	// (ECS_CAPACITY_PROVIDER: a comma list of NAME[:WEIGHT[:BASE]], e.g.
+	// FARGATE_SPOT or FARGATE_SPOT:3,FARGATE:1); empty runs the tasks with
+	// launch type FARGATE.
+	CapacityProviders []CapacityProvider
+}
+
+// CapacityProvider is one item of a capacity provider strategy.
+type CapacityProvider struct {
+	Name         string
+	Weight, Base int
 }
 
 // APIKey is one configured API key, kept only as its SHA-256.
@@ -269,6 +292,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxTokens:      int(l.float("BEDROCK_MAX_TOKENS", 2048, 16, 1<<16)),
 		Timeout:        l.duration("BEDROCK_TIMEOUT", 10*time.Second, 100*time.Millisecond),
 	}
+	c.ECS = l.ecs(c.Runner == "ecs")
 	c.EMF = l.boolean("HERMES_METRICS_EMF", c.Env == "production")
 	c.EMFInterval = l.duration("HERMES_METRICS_EMF_INTERVAL", time.Minute, time.Second)
 	c.SESPolicy = l.sesPolicy("HERMES_SES_REQUIRE")
@@ -369,6 +393,80 @@ func (l *loader) float(name string, def, min, max float64) float64 {
 		return def
 	}
 	return f
+}
+
+var (
+	ecsIDPattern   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(subnet|sg)-[0-9a-f]{8,17}$`) })
+	ecsNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`) })
+)
+
+// ecs reads the ECS runner's variables; required ones only when used.
+func (l *loader) ecs(used bool) ECS {
+	e := ECS{
+		TaskDefinition: l.str("ECS_TASK_DEFINITION", ""),
+		ContainerName:  l.str("ECS_CONTAINER_NAME", "worker"),
+		Subnets:        l.list("ECS_SUBNETS"),
+		SecurityGroups: l.list("ECS_SECURITY_GROUPS"),
+		AssignPublicIP: l.boolean("ECS_ASSIGN_PUBLIC_IP", false),
+	}
+	for _, item := range l.list("ECS_CAPACITY_PROVIDER") {
+		parts := strings.Split(item, ":")
+		cp := CapacityProvider{Name: parts[0], Weight: 1}
+		ok := len(parts) <= 3 && ecsNamePattern().MatchString(cp.Name)
+		for i, p := range parts[1:] {
+			n, err := strconv.Atoi(p)
+			ok = ok && err == nil && n >= 0 && n <= 100000
+			if i == 0 {
+				cp.Weight = n
+			} else {
+				cp.Base = n
+			}
+		}
+		if !ok {
+			l.fail("ECS_CAPACITY_PROVIDER", "%q is not NAME[:WEIGHT[:BASE]] (e.g. FARGATE_SPOT or FARGATE_SPOT:3,FARGATE:1)", item)
+			continue
+		}
+		e.CapacityProviders = append(e.CapacityProviders, cp)
+	}
+	for _, v := range []struct {
+		name string
+		ids  []string
+	}{{"ECS_SUBNETS", e.Subnets}, {"ECS_SECURITY_GROUPS", e.SecurityGroups}} {
+		for _, id := range v.ids {
+			if !ecsIDPattern().MatchString(id) {
+				l.fail(v.name, "%q is not a subnet-… or sg-… id", id)
+			}
+		}
+	}
+	if len(e.Subnets) > 16 {
+		l.fail("ECS_SUBNETS", "at most 16 subnets")
+	}
+	if len(e.SecurityGroups) > 5 {
+		l.fail("ECS_SECURITY_GROUPS", "at most 5 security groups")
+	}
+	if !ecsNamePattern().MatchString(e.ContainerName) {
+		l.fail("ECS_CONTAINER_NAME", "%q is not a container name (letters, digits, _ and -)", e.ContainerName)
+	}
+	if used {
+		if e.TaskDefinition == "" {
+			l.fail("ECS_TASK_DEFINITION", "HERMES_RUNNER=ecs needs the worker's task definition (family, family:revision or ARN)")
+		}
+		if len(e.Subnets) == 0 {
+			l.fail("ECS_SUBNETS", "HERMES_RUNNER=ecs needs the subnets of the tasks (comma list of subnet ids)")
+		}
+	}
+	return e
+}
+
+// list reads a comma-separated list, spaces and empty items dropped.
+func (l *loader) list(name string) []string {
+	var out []string
+	for item := range strings.SplitSeq(l.str(name, ""), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func (l *loader) boolean(name string, def bool) bool {

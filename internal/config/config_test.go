@@ -111,6 +111,11 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"jwt bad key", map[string]string{"HERMES_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"}, []string{"HERMES_JWT_PUBLIC_KEY"}},
 		{"jwt key file", map[string]string{"HERMES_JWT_PUBLIC_KEY": "/nonexistent.pem"}, []string{"HERMES_JWT_PUBLIC_KEY"}},
 		{"twilio url", map[string]string{"TWILIO_API_URL": "not a url"}, []string{"TWILIO_API_URL"}},
+		{"ecs required", map[string]string{"HERMES_RUNNER": "ecs"}, []string{"ECS_TASK_DEFINITION", "ECS_SUBNETS"}},
+		{"ecs subnet", map[string]string{"ECS_SUBNETS": "subnet-0123456789abcdef0,vpc-1"}, []string{"ECS_SUBNETS", "vpc-1"}},
+		{"ecs security group", map[string]string{"ECS_SECURITY_GROUPS": "default"}, []string{"ECS_SECURITY_GROUPS"}},
+		{"ecs capacity", map[string]string{"ECS_CAPACITY_PROVIDER": "FARGATE_SPOT:x"}, []string{"ECS_CAPACITY_PROVIDER"}},
+		{"ecs public ip", map[string]string{"ECS_ASSIGN_PUBLIC_IP": "maybe"}, []string{"ECS_ASSIGN_PUBLIC_IP"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := load(t, tc.env)
@@ -151,5 +156,25 @@ func TestJWTPublicKeyFromFile(t *testing.T) {
 	}
 	if !c.JWT.Enabled() || c.JWT.PublicKey.N.Cmp(k.N) != 0 {
 		t.Fatal("public key not loaded")
+	}
+}
+
+func TestECS(t *testing.T) {
+	c, err := load(t, map[string]string{"HERMES_RUNNER": "ecs", "ECS_TASK_DEFINITION": "hermes-worker:7",
+		"ECS_SUBNETS": "subnet-0123456789abcdef0, subnet-11111111", "ECS_SECURITY_GROUPS": "sg-0123456789abcdef0",
+		"ECS_ASSIGN_PUBLIC_IP": "true", "ECS_CAPACITY_PROVIDER": "FARGATE_SPOT:3,FARGATE:1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.ECS
+	if e.TaskDefinition != "hermes-worker:7" || e.ContainerName != "worker" || len(e.Subnets) != 2 || e.Subnets[1] != "subnet-11111111" ||
+		len(e.SecurityGroups) != 1 || !e.AssignPublicIP || len(e.CapacityProviders) != 2 ||
+		e.CapacityProviders[0] != (config.CapacityProvider{Name: "FARGATE_SPOT", Weight: 3}) ||
+		e.CapacityProviders[1] != (config.CapacityProvider{Name: "FARGATE", Weight: 1, Base: 1}) {
+		t.Fatalf("%+v", e)
+	}
+	c, err = load(t, nil)
+	if err != nil || c.ECS.TaskDefinition != "" || c.ECS.CapacityProviders != nil || c.ECS.AssignPublicIP {
+		t.Fatalf("defaults %+v %v", c.ECS, err)
 	}
 }
