@@ -87,9 +87,16 @@ type Task struct {
 	AssignPublicIP bool
 	// CapacityProviders is the capacity provider strategy, e.g.
 	// FARGATE_SPOT; empty runs with launch type FARGATE.
-	CapacityProviders []types.CapacityProviderStrategyItem
+	CapacityProviders []CapacityProvider
 	// StartedBy marks Hermes's tasks (DefaultStartedBy when empty).
 	StartedBy string
+}
+
+// CapacityProvider is one item of a capacity provider strategy: tasks
+// are spread by Weight after Base tasks on this provider.
+type CapacityProvider struct {
+	Name         string
+	Weight, Base int
 }
 
 // Runner implements hermes.Runner with ECS tasks.
@@ -296,7 +303,11 @@ func (r *Runner) runInput(c *hermes.Container, token string) *awsecs.RunTaskInpu
 		},
 	}
 	if len(r.Task.CapacityProviders) > 0 {
-		in.CapacityProviderStrategy = r.Task.CapacityProviders
+		for _, cp := range r.Task.CapacityProviders {
+			in.CapacityProviderStrategy = append(in.CapacityProviderStrategy, types.CapacityProviderStrategyItem{
+				CapacityProvider: aws.String(cp.Name), Weight: int32(cp.Weight), Base: int32(cp.Base),
+			})
+		}
 	} else {
 		in.LaunchType = types.LaunchTypeFargate
 	}
@@ -309,7 +320,7 @@ func capacityName(t Task) string {
 	}
 	var names []string
 	for _, cp := range t.CapacityProviders {
-		names = append(names, aws.ToString(cp.CapacityProvider))
+		names = append(names, cp.Name)
 	}
 	return strings.Join(names, ",")
 }

@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
-
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/ecs/ecstest"
@@ -134,7 +131,7 @@ func (f *fixture) runner(store *sqlite.DB) *Runner {
 		Task: Task{
 			Cluster: "webordinary-edit-cluster", TaskDefinition: "hermes-worker", ContainerName: "worker",
 			Subnets: []string{"subnet-1", "subnet-2"}, SecurityGroups: []string{"sg-1"},
-			CapacityProviders: []types.CapacityProviderStrategyItem{{CapacityProvider: aws.String("FARGATE_SPOT"), Weight: 1}},
+			CapacityProviders: []CapacityProvider{{Name: "FARGATE_SPOT", Weight: 1}},
 		},
 		Env:       []string{"HERMES_STORE=sqlite", "HERMES_LOG_LEVEL=debug"},
 		ReadyPoll: 10 * time.Millisecond, MaxFailures: 3,
