@@ -56,7 +56,7 @@ func TestNameOf(t *testing.T) {
 	for in, want := range map[string]string{
 		"webordinary-input-a_b_c": "webordinary-input-a_b_c",
 		"https://sqs.us-east-1.amazonaws.com/123456789012/webordinary-email-intake": "webordinary-email-intake",
-		"http://127.0.0.1:9324/123456789012/q/": "q",
+		"http://127.0.0.1:9324/123456789012/q/":                                     "q",
 	} {
 		if got := NameOf(in); got != want {
 			t.Errorf("NameOf(%q) = %q, want %q", in, got, want)
