@@ -15,6 +15,7 @@ import (
 	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/bedrock"
 	"github.com/webordinary/hermes/internal/config"
+	"github.com/webordinary/hermes/internal/ecs"
 	"github.com/webordinary/hermes/internal/local"
 	"github.com/webordinary/hermes/internal/metrics"
 	"github.com/webordinary/hermes/internal/sesout"
@@ -63,10 +64,61 @@ func defaultWakeEstimate(runner string) time.Duration {
 	return 30 * time.Second
 }
 
+// containerRunner is what serve needs of a container runner: the port,
+// its reconcile loop and its shutdown.
+type containerRunner interface {
+	hermes.Runner
+	RunReconcile(ctx context.Context, interval time.Duration)
+	Close(ctx context.Context)
+}
+
+var (
+	_ containerRunner = (*local.Runner)(nil)
+	_ containerRunner = (*ecs.Runner)(nil)
+)
+
 // openRunner returns the container runner: child `hermes worker`
-// processes (HERMES_RUNNER=local).
-func openRunner(cfg config.Config, getenv func(string) string, store hermes.Store, queues hermes.Queues,
-	log *slog.Logger, out io.Writer, clock hermes.Clock, woke func(string, time.Duration)) (*local.Runner, error) {
+// processes (HERMES_RUNNER=local) or ECS tasks (HERMES_RUNNER=ecs). Both
+// give the worker the workerVars of Hermes's environment (ECS as the
+// task's environment overrides), and both tell the users of a container
+// given up on with local.TellWaiting.
+func openRunner(ctx context.Context, cfg config.Config, getenv func(string) string, store hermes.Store, queues hermes.Queues,
+	log *slog.Logger, out io.Writer, clock hermes.Clock, breakers awsx.BreakerOptions, woke func(string, time.Duration)) (containerRunner, error) {
+	failed := func(ctx context.Context, c *hermes.Container, detail string) {
+		n, err := local.TellWaiting(ctx, queues, clock, c, detail)
+		if err != nil {
+			log.ErrorContext(ctx, "telling the users of a failed container", "container_id", c.ID, "err", err)
+		}
+		log.InfoContext(ctx, "users told that their editor could not start", "container_id", c.ID, "jobs", n)
+	}
+	if cfg.Runner == "ecs" {
+		ac, err := awsConfig(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		endpoint := getenv("AWS_ENDPOINT_URL_ECS")
+		if endpoint == "" {
+			endpoint = getenv("AWS_ENDPOINT_URL")
+		}
+		task := ecs.Task{
+			Cluster: cfg.ECSClusterName, TaskDefinition: cfg.ECS.TaskDefinition, ContainerName: cfg.ECS.ContainerName,
+			Subnets: cfg.ECS.Subnets, SecurityGroups: cfg.ECS.SecurityGroups, AssignPublicIP: cfg.ECS.AssignPublicIP,
+		}
+		for _, cp := range cfg.ECS.CapacityProviders {
+			task.CapacityProviders = append(task.CapacityProviders, ecs.CapacityProvider{Name: cp.Name, Weight: cp.Weight, Base: cp.Base})
+		}
+		if cfg.Store == "sqlite" {
+			log.Warn("HERMES_RUNNER=ecs with the SQLite store: tasks reach the store only if they share its file (tests); use HERMES_STORE=dynamodb")
+		}
+		return &ecs.Runner{
+			API: ecs.NewClient(ac, endpoint), Breaker: awsx.NewBreaker("ecs", breakers),
+			Store: store, Queues: queues, Clock: clock, Log: log, Task: task,
+			// The task definition sets the image's own PATH, HOME and data
+			// directory; Hermes passes the configuration it shares.
+			Env:  local.Environ(getenv, workerVars...),
+			Woke: woke, Failed: failed,
+		}, nil
+	}
 	bin := cfg.WorkerBin
 	if bin == "" {
 		exe, err := local.Executable()
@@ -89,18 +141,10 @@ func openRunner(cfg config.Config, getenv func(string) string, store hermes.Stor
 			env = append(env, k+"="+v)
 		}
 	}
-	r := &local.Runner{
+	return &local.Runner{
 		Store: store, Queues: queues, Command: []string{bin, "worker"}, Env: env,
-		Output: out, Clock: clock, Log: log, StopGrace: cfg.ShutdownTimeout, Woke: woke,
-	}
-	r.Failed = func(ctx context.Context, c *hermes.Container, detail string) {
-		n, err := local.TellWaiting(ctx, queues, clock, c, detail)
-		if err != nil {
-			log.ErrorContext(ctx, "telling the users of a failed container", "container_id", c.ID, "err", err)
-		}
-		log.InfoContext(ctx, "users told that their editor could not start", "container_id", c.ID, "jobs", n)
-	}
-	return r, nil
+		Output: out, Clock: clock, Log: log, StopGrace: cfg.ShutdownTimeout, Woke: woke, Failed: failed,
+	}, nil
 }
 
 // openSenders returns the reply transport of each configured channel.
@@ -156,7 +200,6 @@ func openModel(ctx context.Context, cfg config.Config, breakers awsx.BreakerOpti
 func checkBackends(cfg config.Config) error {
 	for _, b := range []struct{ name, value, embedded string }{
 		{"HERMES_QUEUE", cfg.Queue, "sqlite"},
-		{"HERMES_RUNNER", cfg.Runner, "local"},
 	} {
 		if b.value != b.embedded {
 			return fmt.Errorf("%s=%s: this build has no %s adapter yet; use %s", b.name, b.value, b.value, b.embedded)

@@ -122,7 +122,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Dropped: func(reason string) { m.ResultsDropped.WithLabelValues(reason).Inc() },
 	}
 	wakes := &metrics.WakeTimes{}
-	runner, err := openRunner(cfg, getenv, store, queues, log, stdout, clock, func(id string, d time.Duration) {
+	runner, err := openRunner(ctx, cfg, getenv, store, queues, log, stdout, clock, awsx.BreakerOptions{OnState: breakerState(m, log)}, func(id string, d time.Duration) {
 		results.Watch(id) // its results are long-polled from now on, without waiting for the next pass
 		wakes.Observe(d)
 		m.WakeSeconds.Observe(d.Seconds())
