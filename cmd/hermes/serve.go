@@ -215,6 +215,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// time, the holder of the store's background lease.
 	wg.Go(func() { deliverer.Run(logctx.With(loops, slog.String("loop", "outbox"))) })
 	wg.Go(func() { results.Run(logctx.With(loops, slog.String("loop", "results"))) })
+	if cfg.EMF { // CloudWatch metrics: EMF lines among the logs on standard output
+		emf := &metrics.EMF{Gatherer: m.Registry, Out: stdout, Environment: cfg.Env, Interval: cfg.EMFInterval, Log: log}
+		wg.Go(func() { emf.Run(logctx.With(loops, slog.String("loop", "emf"))) })
+	}
 	singletons := []func(context.Context){
 		func(ctx context.Context) { reaper.Run(logctx.With(ctx, slog.String("loop", "reaper"))) },
 		func(ctx context.Context) { dead.Run(logctx.With(ctx, slog.String("loop", "dead-jobs"))) },
