@@ -134,7 +134,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Runner: runner, Model: model,
 		Store: store, Queues: queues, Sessions: sessions, Clock: clock, Log: log,
 		Acknowledger: &relay.Acks{FromEmail: cfg.FromEmail}, OutboxKick: deliverer.Kick,
-		QueuePrefix: router.DefaultQueuePrefix, PendingCap: router.DefaultPendingCap,
+		QueuePrefix: cfg.QueuePrefix, PendingCap: router.DefaultPendingCap,
 		// The median of the recent measured wake times.
 		WakeEstimate: func() time.Duration {
 			if d, ok := wakes.Estimate(); ok {
@@ -237,8 +237,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 	if cfg.EmailQueueURL != "" {
-		if err := queues.CreateQueue(ctx, cfg.EmailQueueURL, hermes.QueueOptions{MaxReceives: 0}); err != nil {
-			return fmt.Errorf("EMAIL_QUEUE_URL: %w", err)
+		// A queue name (the SQLite queues) is created here; a queue URL (SQS)
+		// names a queue made by `hermes setup` or the infrastructure.
+		if !strings.Contains(cfg.EmailQueueURL, "://") {
+			if err := queues.CreateQueue(ctx, cfg.EmailQueueURL, hermes.QueueOptions{MaxReceives: 0}); err != nil {
+				return fmt.Errorf("EMAIL_QUEUE_URL: %w", err)
+			}
 		}
 		wg.Go(func() {
 			email.ConsumeQueue(logctx.With(loops, slog.String("loop", "intake-queue")), queues, cfg.EmailQueueURL)

@@ -82,6 +82,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		Log:         log,
 		IdleTimeout: cfg.IdleTimeout,
 		Visibility:  cfg.JobVisibility,
+		QueuePrefix: cfg.QueuePrefix,
 	}
 	log.Info("worker configuration", "container_id", id, "project", p.ClientID+"/"+p.ID, "agent", p.Agent.Kind,
 		"busyPolicy", p.BusyPolicy, "build", p.Build != nil, "push", p.Push, "previews", ws.PreviewRoot)

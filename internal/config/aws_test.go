@@ -37,3 +37,23 @@ func TestModelAndEMF(t *testing.T) {
 		}
 	}
 }
+
+func TestQueuePrefix(t *testing.T) {
+	c, err := Load(Getenv(map[string]string{}, nil))
+	if err != nil || c.QueuePrefix != "webordinary-" {
+		t.Fatalf("default: %q, %v", c.QueuePrefix, err)
+	}
+	if MaxQueuePrefixLen != 17 {
+		t.Errorf("MaxQueuePrefixLen = %d, want 17 (80 - len(output-) - 56)", MaxQueuePrefixLen)
+	}
+	c, err = Load(Getenv(map[string]string{"HERMES_QUEUE_PREFIX": "acme-staging_"}, nil))
+	if err != nil || c.QueuePrefix != "acme-staging_" {
+		t.Errorf("custom: %q, %v", c.QueuePrefix, err)
+	}
+	for _, bad := range []string{"acme.staging-", "a-prefix-too-long-", "sp ace"} {
+		_, err := Load(Getenv(map[string]string{"HERMES_QUEUE_PREFIX": bad}, nil))
+		if err == nil || !strings.Contains(err.Error(), "HERMES_QUEUE_PREFIX:") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

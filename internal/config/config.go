@@ -79,6 +79,11 @@ type Config struct {
 	Twilio        Twilio
 	Slack         Slack
 	EmailQueueURL string // EMAIL_QUEUE_URL
+	// QueuePrefix starts the names of the containers' queues
+	// (HERMES_QUEUE_PREFIX, default "webordinary-"): {prefix}input-{id},
+	// {prefix}output-{id}, {prefix}dlq-{id}. At most 17 characters, so that
+	// the names stay within SQS's 80 with the longest container ids.
+	QueuePrefix string
 	// SESPolicy: which SES verdicts must pass (HERMES_SES_REQUIRE, a comma
 	// list of spf, dkim, dmarc; default all three). Spam and virus
 	// failures are always refused.
@@ -185,6 +190,14 @@ type Slack struct {
 	SigningSecret, BotToken, APIURL string
 }
 
+// DefaultQueuePrefix is the default HERMES_QUEUE_PREFIX (the reference's
+// queue names).
+const DefaultQueuePrefix = "webordinary-"
+
+// MaxQueuePrefixLen is the longest HERMES_QUEUE_PREFIX: with "output-" and
+// the longest container id, a queue name is SQS's longest.
+const MaxQueuePrefixLen = hermes.MaxQueueNameLen - len("output-") - hermes.MaxContainerIDLen
+
 // MinAPIKeyLen is the shortest API key accepted in HERMES_API_KEYS.
 const MinAPIKeyLen = 16
 
@@ -283,6 +296,11 @@ func Load(getenv func(string) string) (Config, error) {
 		l.fail("HERMES_MAILER", "smtp needs SMTP_URL")
 	}
 	c.QueueCleanupAfter = l.duration("HERMES_QUEUE_CLEANUP_AFTER", 7*24*time.Hour, 0)
+	c.QueuePrefix = l.str("HERMES_QUEUE_PREFIX", DefaultQueuePrefix)
+	if n := MaxQueuePrefixLen; len(c.QueuePrefix) > n || !hermes.ValidQueueName(c.QueuePrefix) {
+		l.fail("HERMES_QUEUE_PREFIX", "%q must be 1-%d letters, digits, hyphens or underscores (queue names stay within SQS's %d characters)",
+			c.QueuePrefix, n, hermes.MaxQueueNameLen)
+	}
 	c.Model = l.oneOf("HERMES_MODEL", "keywords", "keywords", "bedrock")
 	c.Bedrock = Bedrock{
 		ModelID:        l.str("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-20240307-v1:0"),
