@@ -15,6 +15,7 @@ import (
 	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/bedrock"
 	"github.com/webordinary/hermes/internal/config"
+	"github.com/webordinary/hermes/internal/dynamo"
 	"github.com/webordinary/hermes/internal/ecs"
 	"github.com/webordinary/hermes/internal/local"
 	"github.com/webordinary/hermes/internal/metrics"
@@ -28,16 +29,33 @@ import (
 // This file is the only place that switches on backend names.
 
 // openBackends opens the configured store and queues. The embedded
-// defaults share one SQLite database.
+// defaults share one SQLite database; HERMES_STORE=dynamodb keeps the store
+// in the DYNAMODB_TABLE_NAME table (made by `hermes setup`).
 func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.Queues, error) {
-	if cfg.Store != "sqlite" {
-		return nil, nil, fmt.Errorf("HERMES_STORE=%s: this build has no %s adapter yet; use sqlite", cfg.Store, cfg.Store)
+	var store hermes.Store
+	if cfg.Store == "dynamodb" {
+		ac, err := awsConfig(ctx, cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		ds, err := dynamo.Open(ctx, ac, cfg.DynamoDBTable)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: DynamoDB table %s: %w (does it exist? run hermes setup)", cfg.DynamoDBTable, err)
+		}
+		store = ds
 	}
+	// HERMES_QUEUE=sqlite: checkBackends allows nothing else yet.
 	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "hermes.db"))
 	if err != nil {
+		if store != nil {
+			store.Close()
+		}
 		return nil, nil, fmt.Errorf("store: %w", err)
 	}
-	return db, db, nil // HERMES_QUEUE=sqlite: checkBackends allows nothing else yet
+	if store == nil {
+		return db, db, nil
+	}
+	return store, db, nil
 }
 
 // workerVars are the variables a worker gets from Hermes's environment:
@@ -45,7 +63,7 @@ func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.
 // previews live, and what its agent needs — never Hermes's API keys or
 // channel secrets. The ECS runner passes the same as task overrides.
 var workerVars = []string{
-	"HERMES_ENV", "NODE_ENV", "HERMES_STORE", "HERMES_QUEUE", "HERMES_QUEUE_PREFIX", "HERMES_LOG_FORMAT", "HERMES_LOG_LEVEL",
+	"HERMES_ENV", "NODE_ENV", "HERMES_STORE", "HERMES_QUEUE", "HERMES_LOG_FORMAT", "HERMES_LOG_LEVEL",
 	"HERMES_PUBLIC_URL", "PORT", "BASE_PATH", "HERMES_IDLE_TIMEOUT", "HERMES_JOB_VISIBILITY", "HERMES_CLAUDE_BIN",
 	"AWS_REGION", "DYNAMODB_TABLE_NAME", "ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK",
 }
@@ -226,4 +244,41 @@ func breakerState(m *metrics.Metrics, log *slog.Logger) func(service, state stri
 			log.Info("circuit breaker state", "service", service, "state", state)
 		}
 	}
+}
+
+// setupBackends creates what the configured backends need (`hermes
+// setup`), idempotently, and says what it did on out.
+func setupBackends(ctx context.Context, cfg config.Config, out io.Writer) error {
+	if cfg.Store == "dynamodb" {
+		ac, err := awsConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		created, err := dynamo.Setup(ctx, dynamo.NewClient(ac), cfg.DynamoDBTable)
+		if err != nil {
+			return fmt.Errorf("DynamoDB: %w", err)
+		}
+		for _, c := range created {
+			fmt.Fprintf(out, "DynamoDB: created %s\n", c)
+		}
+		fmt.Fprintf(out, "DynamoDB: table %s is active\n", cfg.DynamoDBTable)
+	}
+	if cfg.Store == "sqlite" || cfg.Queue == "sqlite" {
+		path := filepath.Join(cfg.DataDir, "hermes.db")
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		db, err := sqlite.Open(ctx, path) // applies the migrations
+		if err != nil {
+			return fmt.Errorf("SQLite: %w", err)
+		}
+		if err := db.Close(); err != nil {
+			return fmt.Errorf("SQLite: %w", err)
+		}
+		fmt.Fprintf(out, "SQLite: database %s is ready (migrations applied)\n", path)
+	}
+	// HERMES_QUEUE=sqs: the SQS adapter (internal/sqs) creates the email
+	// intake queue (EMAIL_QUEUE_URL) here. The per-container queue sets are
+	// made on demand by the router, not by setup.
+	return nil
 }

@@ -1,5 +1,5 @@
 // Command hermes is the Hermes service and its tools: serve, healthcheck,
-// worker, version (and, as later parts land, setup).
+// worker, setup, version.
 package main
 
 import (
@@ -33,6 +33,8 @@ commands:
   serve         run Hermes (HTTP API, background loops) on the configured backends
   worker        run an edit container's worker: the jobs of HERMES_CONTAINER_ID's input
                 queue, until idle for HERMES_IDLE_TIMEOUT or SIGTERM
+  setup         create what the configured backends need (the DynamoDB table, the SQLite
+                schema); idempotent
   healthcheck   exit 0 when the local Hermes answers /health/ready, 1 otherwise
   version       print the version
 
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args[1:], getenv, stdout, nil)
 	case "worker":
 		return runWorker(ctx, args[1:], getenv, stdout)
+	case "setup":
+		return setup(ctx, args[1:], getenv, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], getenv, stderr)
 	case "version", "-version", "--version":
