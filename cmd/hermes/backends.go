@@ -63,7 +63,7 @@ func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.
 // previews live, and what its agent needs — never Hermes's API keys or
 // channel secrets. The ECS runner passes the same as task overrides.
 var workerVars = []string{
-	"HERMES_ENV", "NODE_ENV", "HERMES_STORE", "HERMES_QUEUE", "HERMES_LOG_FORMAT", "HERMES_LOG_LEVEL",
+	"HERMES_ENV", "NODE_ENV", "HERMES_STORE", "HERMES_QUEUE", "HERMES_QUEUE_PREFIX", "HERMES_LOG_FORMAT", "HERMES_LOG_LEVEL",
 	"HERMES_PUBLIC_URL", "PORT", "BASE_PATH", "HERMES_IDLE_TIMEOUT", "HERMES_JOB_VISIBILITY", "HERMES_CLAUDE_BIN",
 	"AWS_REGION", "DYNAMODB_TABLE_NAME", "ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK",
 }
