@@ -29,6 +29,9 @@ type Intake struct {
 	Router *router.Router
 	Store  hermes.Directory
 	Policy ses.Policy // SPF/DKIM/DMARC requirements for SES mail (strict by default)
+	// S3 fetches mail an SES S3 action stored (internal/s3mail); nil
+	// refuses such notifications.
+	S3 MailFetcher
 	Log    *slog.Logger
 	// Rejected counts mail refused before routing, by reason; nil skips.
 	Rejected func(reason string)
@@ -37,6 +40,14 @@ type Intake struct {
 }
 
 var _ smtpd.Handler = (*Intake)(nil)
+
+// MailFetcher reads the raw mail an SES receipt rule's S3 action stored.
+type MailFetcher interface {
+	// FetchRaw returns the object's bytes: NotFound when it does not
+	// exist, TooLarge over the size limit, Unavailable when a retry may
+	// work.
+	FetchRaw(ctx context.Context, bucket, key string) ([]byte, error)
+}
 
 // AcceptRecipient accepts mail only for project addresses (SMTP RCPT TO).
 func (in *Intake) AcceptRecipient(ctx context.Context, addr string) (bool, error) {
@@ -55,8 +66,8 @@ func (in *Intake) Deliver(ctx context.Context, env smtpd.Envelope, raw []byte) e
 }
 
 // HandleSES routes an SES receipt notification (SNS-wrapped or bare) whose
-// raw MIME is inline. S3-stored mail needs a fetcher (the AWS adapters);
-// until then it is refused as Unprocessable. Notifications that carry no
+// raw MIME is inline, or stored in S3 by an S3 action and fetched with S3
+// (without one it is refused as Unprocessable). Notifications that carry no
 // mail (SNS subscription messages, other notification types) are ignored.
 func (in *Intake) HandleSES(ctx context.Context, body []byte) ([]*router.Outcome, error) {
 	n, err := ses.Parse(body)
@@ -74,8 +85,18 @@ func (in *Intake) HandleSES(ctx context.Context, body []byte) ([]*router.Outcome
 		return []*router.Outcome{{Status: router.Dropped, Reason: "verdict"}}, nil
 	}
 	if n.Raw == nil {
-		in.reject("ses-s3")
-		return nil, hermes.Errorf(hermes.Unprocessable, "SES message %s is stored in S3; this build reads only inline content", n.MessageID)
+		if in.S3 == nil {
+			in.reject("ses-s3")
+			return nil, hermes.Errorf(hermes.Unprocessable, "SES message %s is stored in S3, and no S3 reader is configured", n.MessageID)
+		}
+		raw, err := in.S3.FetchRaw(ctx, n.S3.Bucket, n.S3.Key)
+		if err != nil {
+			if !hermes.IsKind(err, hermes.Unavailable) {
+				in.reject("ses-s3")
+			}
+			return nil, fmt.Errorf("SES message %s: %w", n.MessageID, err)
+		}
+		n.Raw = raw
 	}
 	rcpts := n.Recipients
 	if len(rcpts) == 0 {
