@@ -23,6 +23,7 @@ import (
 	"github.com/webordinary/hermes/internal/slack"
 	"github.com/webordinary/hermes/internal/smtpout"
 	"github.com/webordinary/hermes/internal/sqlite"
+	"github.com/webordinary/hermes/internal/sqs"
 	"github.com/webordinary/hermes/internal/twilio"
 )
 
@@ -44,7 +45,25 @@ func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.
 		}
 		store = ds
 	}
-	// HERMES_QUEUE=sqlite: checkBackends allows nothing else yet.
+	if cfg.Queue == "sqs" {
+		queues, err := openSQS(ctx, cfg)
+		if err == nil && store == nil {
+			var db *sqlite.DB
+			if db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "hermes.db")); err == nil {
+				return db, queues, nil
+			}
+			err = fmt.Errorf("store: %w", err)
+		}
+		if err != nil {
+			if store != nil {
+				store.Close()
+			}
+			return nil, nil, err
+		}
+		return store, queues, nil
+	}
+	// HERMES_QUEUE=sqlite: the queues are in the SQLite database (with the
+	// store, unless it is DynamoDB).
 	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "hermes.db"))
 	if err != nil {
 		if store != nil {
@@ -214,16 +233,23 @@ func openModel(ctx context.Context, cfg config.Config, breakers awsx.BreakerOpti
 }
 
 // checkBackends refuses backends this build cannot run yet, so that a
-// configuration asking for them fails at start rather than later.
+// configuration asking for them fails at start rather than later. Every
+// backend that config accepts has its adapter now.
 func checkBackends(cfg config.Config) error {
-	for _, b := range []struct{ name, value, embedded string }{
-		{"HERMES_QUEUE", cfg.Queue, "sqlite"},
-	} {
-		if b.value != b.embedded {
-			return fmt.Errorf("%s=%s: this build has no %s adapter yet; use %s", b.name, b.value, b.value, b.embedded)
-		}
-	}
+	_ = cfg
 	return nil
+}
+
+// openSQS returns the SQS queues (HERMES_QUEUE=sqs): the default
+// credential chain, AWS_REGION, and the SDK's AWS_ENDPOINT_URL_SQS /
+// AWS_ENDPOINT_URL for emulators. Queue names are resolved to URLs once;
+// EMAIL_QUEUE_URL may be a full queue URL.
+func openSQS(ctx context.Context, cfg config.Config) (*sqs.Queues, error) {
+	ac, err := awsConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("queues: %w", err)
+	}
+	return sqs.New(ac, sqs.Options{}), nil
 }
 
 // awsConfig is the AWS SDK configuration of the AWS adapters: the default
@@ -277,8 +303,25 @@ func setupBackends(ctx context.Context, cfg config.Config, out io.Writer) error 
 		}
 		fmt.Fprintf(out, "SQLite: database %s is ready (migrations applied)\n", path)
 	}
-	// HERMES_QUEUE=sqs: the SQS adapter (internal/sqs) creates the email
-	// intake queue (EMAIL_QUEUE_URL) here. The per-container queue sets are
-	// made on demand by the router, not by setup.
+	if cfg.Queue == "sqs" && cfg.EmailQueueURL != "" {
+		// The SES intake queue, unless it exists: one made by the
+		// infrastructure (with its own dead-letter queue) is left as it is.
+		q, err := openSQS(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		_, err = q.Stats(ctx, cfg.EmailQueueURL)
+		if hermes.IsKind(err, hermes.NotFound) {
+			if err = q.CreateQueue(ctx, cfg.EmailQueueURL, hermes.QueueOptions{}); err == nil {
+				fmt.Fprintf(out, "SQS: created the intake queue %s\n", sqs.NameOf(cfg.EmailQueueURL))
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("SQS: intake queue %s: %w", cfg.EmailQueueURL, err)
+		}
+		fmt.Fprintf(out, "SQS: intake queue %s is ready\n", sqs.NameOf(cfg.EmailQueueURL))
+	}
+	// The per-container queue sets are made on demand by the router, not
+	// by setup.
 	return nil
 }
