@@ -135,3 +135,11 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("Ping without a server: got %v, want Unavailable", err)
 	}
 }
+
+func TestLeaseSuite(t *testing.T) {
+	ep := endpoint(t)
+	hermestest.LeaseSuite(t, func(t *testing.T) hermes.Leases {
+		client := dynamo.NewClient(awsx.Emulator(ep))
+		return dynamo.New(client, newTable(t, client), dynamo.Options{})
+	})
+}
