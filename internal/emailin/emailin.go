@@ -31,8 +31,8 @@ type Intake struct {
 	Policy ses.Policy // SPF/DKIM/DMARC requirements for SES mail (strict by default)
 	// S3 fetches mail an SES S3 action stored (internal/s3mail); nil
 	// refuses such notifications.
-	S3 MailFetcher
-	Log    *slog.Logger
+	S3  MailFetcher
+	Log *slog.Logger
 	// Rejected counts mail refused before routing, by reason; nil skips.
 	Rejected func(reason string)
 	// Dropped counts mail not routed by a loop guard, by reason; nil skips.

@@ -45,7 +45,6 @@ func (l *Leader) Run(ctx context.Context, loops ...func(context.Context)) {
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
 	var (
-		lead    context.Context
 		stop    context.CancelFunc
 		running sync.WaitGroup
 		renewed time.Time
@@ -82,7 +81,8 @@ func (l *Leader) Run(ctx context.Context, loops ...func(context.Context)) {
 			}
 		case ok && stop == nil:
 			renewed = now
-			lead, stop = context.WithCancel(ctx)
+			lead, cancel := context.WithCancel(ctx)
+			stop = cancel
 			log.Info("this replica runs the background loops", "lease", l.Name, "holder", l.Holder)
 			if l.OnChange != nil {
 				l.OnChange(true)

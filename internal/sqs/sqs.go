@@ -550,7 +550,7 @@ func (q *Queues) receive(ctx context.Context, op, queue, u string, max, wait, vi
 		WaitTimeSeconds:     wait,
 		// local-aws-sqs ignores MessageSystemAttributeNames: the deprecated
 		// AttributeNames ["All"] gets the receive count and send time there.
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll}, //lint:ignore SA1019 the emulator reads only this field
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp,
 		},
