@@ -9,6 +9,7 @@ import (
 	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/bedrock"
 	"github.com/webordinary/hermes/internal/config"
+	"github.com/webordinary/hermes/internal/s3mail"
 	"github.com/webordinary/hermes/internal/sesout"
 )
 
@@ -44,6 +45,15 @@ func TestAWSAdapters(t *testing.T) {
 	}
 	if o := bm.Options(); o.ModelID != "amazon.nova-micro-v1:0" || o.SummaryModelID != o.ModelID || o.TopP < 0.94 || o.MaxTokens != 2048 || o.Timeout != 2*time.Second {
 		t.Errorf("options %+v", o)
+	}
+	if f, err := openMailFetcher(ctx, cfg, awsx.BreakerOptions{}); err != nil || f != nil {
+		t.Errorf("embedded queues without an intake queue: %v %v", f, err)
+	}
+	cfg.EmailQueueURL = "ses-intake"
+	if f, err := openMailFetcher(ctx, cfg, awsx.BreakerOptions{}); err != nil {
+		t.Error(err)
+	} else if _, ok := f.(*s3mail.Fetcher); !ok {
+		t.Errorf("with an intake queue: %T", f)
 	}
 	cfg.Model = "keywords"
 	if model, err := openModel(ctx, cfg, awsx.BreakerOptions{}); err != nil || model != nil {

@@ -17,8 +17,10 @@ import (
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/dynamo"
 	"github.com/webordinary/hermes/internal/ecs"
+	"github.com/webordinary/hermes/internal/emailin"
 	"github.com/webordinary/hermes/internal/local"
 	"github.com/webordinary/hermes/internal/metrics"
+	"github.com/webordinary/hermes/internal/s3mail"
 	"github.com/webordinary/hermes/internal/sesout"
 	"github.com/webordinary/hermes/internal/slack"
 	"github.com/webordinary/hermes/internal/smtpout"
@@ -230,6 +232,21 @@ func openModel(ctx context.Context, cfg config.Config, breakers awsx.BreakerOpti
 		ModelID: b.ModelID, SummaryModelID: b.SummaryModelID, Temperature: float32(b.Temperature),
 		TopP: float32(b.TopP), MaxTokens: int32(b.MaxTokens), Timeout: b.Timeout,
 	}), nil
+}
+
+// openMailFetcher returns the reader of mail that an SES receipt rule's
+// S3 action stored, on the AWS deployment (SQS queues or the DynamoDB
+// store) or wherever SES notifications are consumed (EMAIL_QUEUE_URL);
+// nil otherwise, and such notifications are refused.
+func openMailFetcher(ctx context.Context, cfg config.Config, breakers awsx.BreakerOptions) (emailin.MailFetcher, error) {
+	if cfg.EmailQueueURL == "" && cfg.Queue != "sqs" && cfg.Store != "dynamodb" {
+		return nil, nil
+	}
+	ac, err := awsConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s3mail.New(ac, awsx.NewBreaker("s3", breakers)), nil
 }
 
 // checkBackends refuses backends this build cannot run yet, so that a

@@ -153,8 +153,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			log.ErrorContext(ctx, "stopping the container of a deactivated session", "session_id", s.ID, "container_id", s.ContainerID, "err", err)
 		}
 	}
+	stored, err := openMailFetcher(ctx, cfg, awsx.BreakerOptions{OnState: breakerState(m, log)})
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	email := &emailin.Intake{
-		Router: rt, Store: store, Policy: cfg.SESPolicy, Log: log,
+		Router: rt, Store: store, Policy: cfg.SESPolicy, Log: log, S3: stored,
 		Rejected: func(reason string) { m.MessagesRejected.WithLabelValues(hermes.ChannelEmail, reason).Inc() },
 		Dropped:  func(reason string) { m.MessagesDropped.WithLabelValues(hermes.ChannelEmail, reason).Inc() },
 	}
