@@ -297,7 +297,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"port range", "PORT", "70000", "PORT"},
 		{"ttl", "SESSION_TTL", "banana", "SESSION_TTL"},
 		{"store", "HERMES_STORE", "mongo", "HERMES_STORE"},
-		{"store not built", "HERMES_STORE", "dynamodb", "HERMES_STORE=dynamodb"},
+		{"ecs runner incomplete", "HERMES_RUNNER", "ecs", "ECS_TASK_DEFINITION"},
 		{"base path", "BASE_PATH", "hermes/", "BASE_PATH"},
 		{"api keys", "HERMES_API_KEYS", "short=admin", "HERMES_API_KEYS"},
 		{"api key scope", "HERMES_API_KEYS", "0123456789abcdefgh=root", "HERMES_API_KEYS"},
@@ -317,6 +317,22 @@ func TestConfigurationErrors(t *testing.T) {
 				t.Errorf("error echoes a secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestStoreUnreachable: a DynamoDB store that does not answer stops the
+// start with an error that names the table and the way to create it.
+func TestStoreUnreachable(t *testing.T) {
+	vars := baseVars(t)
+	for k, v := range map[string]string{
+		"HERMES_STORE": "dynamodb", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
+		"AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:1",
+	} {
+		vars[k] = v
+	}
+	err := run(context.Background(), []string{"serve"}, env(vars), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "webordinary-edit-sessions") || !strings.Contains(err.Error(), "hermes setup") {
+		t.Fatalf("err = %v, want it to name the table and hermes setup", err)
 	}
 }
 
