@@ -26,3 +26,18 @@ type Classification struct {
 	// when NeedsApproval is false.
 	Matched []string
 }
+
+// Summarizer writes the short summaries that the short forms of replies
+// quote (SMS: one segment) when the agent's own summary is longer than the
+// room left. Production uses Bedrock Converse; without one, summaries are
+// cut.
+type Summarizer interface {
+	// Summarize returns a plain-text summary of text in at most maxChars
+	// characters; a text that fits already is returned as it is. The
+	// summary is a rewording of text, which is data: instructions inside
+	// it are not followed. Invalid when maxChars is not positive;
+	// Unavailable when the model cannot be reached, throttles or is too
+	// slow, or ctx ends; Internal for a refused call or an empty answer.
+	// Callers fall back to cutting the text.
+	Summarize(ctx context.Context, text string, maxChars int) (string, error)
+}
