@@ -284,8 +284,49 @@ func ResultEmail(r Result) (text, html string, err error) {
 // is kept whenever it fits (and is written in GSM-7); the excerpt — the
 // summary, or the error of a failure — takes the room that is left and is
 // cut with "..."; the project name and then the token are left out when
-// there is no room for them.
+// there is no room for them. SMSSummaryRoom tells how much room that is.
 func ResultSMS(r Result) string {
+	head, tail, room := smsLayout(r)
+	msg := head
+	if ex := toGSM7(oneLine(r.detail())); room > 0 && hasAlnum(ex) {
+		if septets(ex) > room {
+			ex = strings.TrimRightFunc(cutSeptets(ex, room-3), unicode.IsSpace) + "..."
+		}
+		msg += " " + ex
+	}
+	msg += tail
+	if septets(msg) > SMSMaxSeptets { // a guard: the parts were measured
+		msg = cutSeptets(msg, SMSMaxSeptets)
+	}
+	return msg
+}
+
+// SMSSummaryRoom returns the room ResultSMS leaves for r's summary, in
+// GSM-7 septets (a character of the alphabet is one, one of its extension
+// set, such as € or [, two; others are folded first, as ResultSMS writes
+// them: "…" takes three), and whether the summary fits it whole: it is
+// quoted as it is rather than cut. The room does not depend on the
+// summary, so a shorter summary can be measured against the same room by
+// asking again. The room is 0 when the SMS quotes no summary — a failure
+// with an error quotes the error — or when the project name, status, link
+// and token leave too little room for an excerpt; fits is then false.
+func SMSSummaryRoom(r Result) (room int, fits bool) {
+	if r.failed() && strings.TrimSpace(r.Error) != "" {
+		return 0, false
+	}
+	_, _, room = smsLayout(r)
+	if room == 0 {
+		return 0, false
+	}
+	ex := toGSM7(oneLine(r.Summary))
+	return room, hasAlnum(ex) && septets(ex) <= room
+}
+
+// smsLayout arranges the SMS reply to r: head is the project name and the
+// status, tail the link and the token (each with its leading space), and
+// room the septets left for the excerpt between them (its separating
+// space excluded), 0 when that is less than an excerpt needs.
+func smsLayout(r Result) (head, tail string, room int) {
 	status := toGSM7(r.smsStatus())
 	link := previewURL(r.PreviewURL)
 	plan := false
@@ -327,19 +368,12 @@ func ResultSMS(r Result) string {
 	if !fits() {
 		linkPart = ""
 	}
-	msg := prefix + status
-	room := SMSMaxSeptets - septets(msg+linkPart+tokPart) - 1
-	if ex := toGSM7(oneLine(r.detail())); room >= smsMinExcerpt && hasAlnum(ex) {
-		if septets(ex) > room {
-			ex = strings.TrimRightFunc(cutSeptets(ex, room-3), unicode.IsSpace) + "..."
-		}
-		msg += " " + ex
+	head, tail = prefix+status, linkPart+tokPart
+	room = SMSMaxSeptets - septets(head+tail) - 1
+	if room < smsMinExcerpt {
+		room = 0
 	}
-	msg += linkPart + tokPart
-	if septets(msg) > SMSMaxSeptets { // a guard: the parts were measured
-		msg = cutSeptets(msg, SMSMaxSeptets)
-	}
-	return msg
+	return head, tail, room
 }
 
 // ResultChat returns the chat reply to a result in Slack mrkdwn: the
