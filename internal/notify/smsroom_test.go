@@ -62,7 +62,9 @@ func TestSMSSummaryRoom(t *testing.T) {
 		{"no link, no token: most of the segment", Result{Type: hermes.ResultDone, Success: true, Summary: long},
 			func(n int) bool { return n == SMSMaxSeptets-len("Done:")-1 }},
 		{"a plan's approval text takes room", Result{ProjectName: "Amelia", Type: hermes.ResultPlan, Summary: long, ApprovalURL: done.PreviewURL, PreviewURL: done.PreviewURL},
-			func(n int) bool { return n == SMSMaxSeptets-len("Amelia: Plan ready, nothing changed yet: Reply approve or reject, or open "+done.PreviewURL)-1 }},
+			func(n int) bool {
+				return n == SMSMaxSeptets-len("Amelia: Plan ready, nothing changed yet: Reply approve or reject, or open "+done.PreviewURL)-1
+			}},
 		{"no room left by a long link", Result{Type: hermes.ResultDone, Success: true, Summary: long, PreviewURL: "https://e.com/" + strings.Repeat("b", 135)},
 			func(n int) bool { return n == 0 }},
 	} {
