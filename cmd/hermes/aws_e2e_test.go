@@ -90,7 +90,9 @@ func newSESProxy(t *testing.T, target string) *sesProxy {
 			io.WriteString(w, `{"message":"Service Unavailable"}`)
 			return
 		}
-		var req struct{ Content struct{ Raw struct{ Data string } } }
+		var req struct {
+			Content struct{ Raw struct{ Data string } }
+		}
 		if json.Unmarshal(b, &req) == nil && req.Content.Raw.Data != "" {
 			if raw, err := base64.StdEncoding.DecodeString(req.Content.Raw.Data); err == nil {
 				p.mu.Lock()
@@ -208,10 +210,10 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 		"HERMES_STORE": "dynamodb", "HERMES_QUEUE": "sqs", "HERMES_MAILER": "ses", "HERMES_RUNNER": "ecs",
 		"DYNAMODB_TABLE_NAME": table, "HERMES_QUEUE_PREFIX": d.prefix, "EMAIL_QUEUE_URL": d.intake,
 		"HERMES_SMTP_ADDR": "off", "HERMES_PROJECTS_FILE": projects, "HERMES_API_KEYS": "an-admin-key-for-tests=admin",
-		"HERMES_PUBLIC_URL": "https://hermes.example.com",
+		"HERMES_PUBLIC_URL":    "https://hermes.example.com",
 		"AWS_ENDPOINT_URL_ECS": d.ecs.URL, "ECS_TASK_DEFINITION": "webordinary-edit-worker",
 		"ECS_SUBNETS": "subnet-0123456789abcdef0", "ECS_SECURITY_GROUPS": "sg-0123456789abcdef0",
-		"ECS_CAPACITY_PROVIDER": "FARGATE_SPOT",
+		"ECS_CAPACITY_PROVIDER":     "FARGATE_SPOT",
 		"HERMES_RECONCILE_INTERVAL": "1s", "HERMES_RESULTS_INTERVAL": "500ms", "HERMES_JOB_VISIBILITY": "30s",
 		"HERMES_IDLE_TIMEOUT": "10m",
 	}
