@@ -3,12 +3,14 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/events"
@@ -36,6 +38,8 @@ const (
 	// settleTimeout bounds the handling and deletion of one received
 	// result, which finish even when Run's context ends meanwhile.
 	settleTimeout = 30 * time.Second
+	// DefaultSummaryTimeout is the default of Results.SummaryTimeout.
+	DefaultSummaryTimeout = 5 * time.Second
 )
 
 // Reasons a result is dropped.
@@ -105,6 +109,13 @@ type Results struct {
 	// history entry) and per started or progress notice (events only:
 	// no reply, no history entry).
 	Events events.Publisher
+	// Summarizer, when set (Bedrock with HERMES_MODEL=bedrock), writes
+	// the summary an SMS reply quotes when the agent's is longer than the
+	// room the one segment leaves it; see smsSummary. Without one, or when
+	// it fails, the agent's summary is cut. SummaryTimeout bounds each call
+	// (DefaultSummaryTimeout when 0); the result waits for it.
+	Summarizer     hermes.Summarizer
+	SummaryTimeout time.Duration
 
 	mu  sync.Mutex
 	run *resultsRun // while Run runs
@@ -697,6 +708,7 @@ func (r *Results) replyWith(ctx context.Context, sess *hermes.Session, m *hermes
 			it.Headers["References"] = "<" + strings.Join(mr.References, "> <") + ">"
 		}
 	case hermes.ChannelSMS:
+		n.Summary = r.smsSummary(ctx, id, n)
 		it.Text = notify.ResultSMS(n)
 	case hermes.ChannelChat:
 		it.Text = notify.ResultChat(n)
@@ -704,6 +716,55 @@ func (r *Results) replyWith(ctx context.Context, sess *hermes.Session, m *hermes
 		it.Headers = map[string]string{"thread_ts": rc.ChatThread}
 	}
 	return it, nil
+}
+
+// smsSummary returns the summary the SMS reply n quotes: the agent's when
+// it fits the room that the short form leaves (notify.SMSSummaryRoom),
+// else the Summarizer's, asked for at most that many characters, when its
+// answer fits; otherwise the agent's, which notify.ResultSMS cuts. Only
+// the SMS text is shortened: the session's lastResult and its history
+// keep the agent's summary. Done and interrupted results are summarised;
+// a plan is quoted in the agent's own words (the user approves what it
+// says) and a failure quotes its error. A result delivered again after
+// its reply was queued (id) asks nothing: queueing the reply again is a
+// no-op, and the stored item stays as it was. One delivered again before
+// that (a crash in between) may get another summary; the reply is still
+// queued once.
+func (r *Results) smsSummary(ctx context.Context, id string, n notify.Result) string {
+	if n.Type != hermes.ResultInterrupted && (n.Type != hermes.ResultDone || !n.Success) {
+		return n.Summary
+	}
+	room, fits := notify.SMSSummaryRoom(n)
+	if fits || room == 0 || strings.TrimSpace(n.Summary) == "" {
+		return n.Summary
+	}
+	if r.Summarizer == nil {
+		r.log().DebugContext(ctx, "relay: the SMS summary is cut to fit one segment (no summarizer)", "room", room)
+		return n.Summary
+	}
+	if _, err := r.Store.GetOutbox(ctx, id); err == nil {
+		return n.Summary // queued already
+	}
+	timeout := r.SummaryTimeout
+	if timeout <= 0 {
+		timeout = DefaultSummaryTimeout
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := r.Summarizer.Summarize(sctx, n.Summary, room)
+	if err == nil {
+		short := n
+		short.Summary = s
+		if _, ok := notify.SMSSummaryRoom(short); ok {
+			return s
+		}
+		err = fmt.Errorf("the summary (%d characters) does not fit the room", utf8.RuneCountInString(s))
+		if strings.TrimSpace(s) == "" {
+			err = errors.New("the summary is empty")
+		}
+	}
+	r.log().WarnContext(ctx, "relay: no usable SMS summary from the model; the summary is cut to fit one segment", "room", room, "err", err)
+	return n.Summary
 }
 
 // checkReply verifies that the reply goes to one of the user's identities
