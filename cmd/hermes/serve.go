@@ -121,6 +121,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Relayed: func(kind string) { m.ResultsRelayed.WithLabelValues(kind).Inc() },
 		Dropped: func(reason string) { m.ResultsDropped.WithLabelValues(reason).Inc() },
 	}
+	if s, ok := model.(hermes.Summarizer); ok { // Bedrock: short summaries of SMS result replies
+		results.Summarizer = s
+	}
 	wakes := &metrics.WakeTimes{}
 	runner, err := openRunner(ctx, cfg, getenv, store, queues, log, stdout, clock, awsx.BreakerOptions{OnState: breakerState(m, log)}, func(id string, d time.Duration) {
 		results.Watch(id) // its results are long-polled from now on, without waiting for the next pass
