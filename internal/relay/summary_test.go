@@ -117,7 +117,7 @@ func (e *resultsEnv) resultItem(m hermes.ResultMessage) *hermes.OutboxItem {
 	return got[0]
 }
 
-func TestResultSMSSummarized(t *testing.T) {
+func TestResultSMSSummaryUsed(t *testing.T) {
 	e := newResultsEnv(t)
 	short := "Header now blue; logo moved left on every page."
 	f := &fakeSummarizer{answer: answer(short)}
