@@ -86,7 +86,9 @@ node "$node_dir/node_modules/aws-ses-v2-local/dist/cli.js" --host 127.0.0.1 --po
 pids+=($!)
 s3_port=$(free_port)
 mkdir -p "$state/s3"
-node "$node_dir/start-s3.js" "$s3_port" "$state/s3" >"$state/s3.log" 2>&1 &
+# s3rver makes its ListObjectsV2 continuation tokens with DES, which
+# OpenSSL 3 keeps in its legacy provider: without it a truncated listing is a 500.
+node --openssl-legacy-provider "$node_dir/start-s3.js" "$s3_port" "$state/s3" >"$state/s3.log" 2>&1 &
 pids+=($!)
 
 wait_tcp() { # port, name
