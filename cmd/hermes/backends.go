@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -33,22 +34,23 @@ import (
 
 // openBackends opens the configured store and queues. The embedded
 // defaults share one SQLite database; HERMES_STORE=dynamodb keeps the store
-// in the DYNAMODB_TABLE_NAME table (made by `hermes setup`).
-func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.Queues, error) {
+// in the DYNAMODB_TABLE_NAME table (made by `hermes setup`). breakers
+// configures the circuit breakers of DynamoDB and SQS.
+func openBackends(ctx context.Context, cfg config.Config, breakers awsx.BreakerOptions) (hermes.Store, hermes.Queues, error) {
 	var store hermes.Store
 	if cfg.Store == "dynamodb" {
 		ac, err := awsConfig(ctx, cfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("store: %w", err)
 		}
-		ds, err := dynamo.Open(ctx, ac, cfg.DynamoDBTable)
-		if err != nil {
+		ds := dynamo.New(dynamo.NewClient(ac), cfg.DynamoDBTable, dynamo.Options{Breaker: awsx.NewBreaker("dynamodb", breakers)})
+		if err := ds.Ping(ctx); err != nil {
 			return nil, nil, fmt.Errorf("store: DynamoDB table %s: %w (does it exist? run hermes setup)", cfg.DynamoDBTable, err)
 		}
 		store = ds
 	}
 	if cfg.Queue == "sqs" {
-		queues, err := openSQS(ctx, cfg)
+		queues, err := openSQS(ctx, cfg, breakers)
 		if err == nil && store == nil {
 			var db *sqlite.DB
 			if db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "hermes.db")); err == nil {
@@ -86,7 +88,7 @@ func openBackends(ctx context.Context, cfg config.Config) (hermes.Store, hermes.
 var workerVars = []string{
 	"HERMES_ENV", "NODE_ENV", "HERMES_STORE", "HERMES_QUEUE", "HERMES_QUEUE_PREFIX", "HERMES_LOG_FORMAT", "HERMES_LOG_LEVEL",
 	"HERMES_PUBLIC_URL", "PORT", "BASE_PATH", "HERMES_IDLE_TIMEOUT", "HERMES_JOB_VISIBILITY", "HERMES_CLAUDE_BIN",
-	"AWS_REGION", "DYNAMODB_TABLE_NAME", "ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK",
+	"AWS_REGION", "DYNAMODB_TABLE_NAME", "ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK", "HERMES_BREAKER_FAILURES", "HERMES_BREAKER_COOLDOWN",
 }
 
 // processVars are the process's own plumbing, passed on from Hermes's
@@ -261,12 +263,12 @@ func checkBackends(cfg config.Config) error {
 // credential chain, AWS_REGION, and the SDK's AWS_ENDPOINT_URL_SQS /
 // AWS_ENDPOINT_URL for emulators. Queue names are resolved to URLs once;
 // EMAIL_QUEUE_URL may be a full queue URL.
-func openSQS(ctx context.Context, cfg config.Config) (*sqs.Queues, error) {
+func openSQS(ctx context.Context, cfg config.Config, breakers awsx.BreakerOptions) (*sqs.Queues, error) {
 	ac, err := awsConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("queues: %w", err)
 	}
-	return sqs.New(ac, sqs.Options{}), nil
+	return sqs.New(ac, sqs.Options{Breaker: awsx.NewBreaker("sqs", breakers)}), nil
 }
 
 // awsConfig is the AWS SDK configuration of the AWS adapters: the default
@@ -276,17 +278,56 @@ func awsConfig(ctx context.Context, cfg config.Config) (aws.Config, error) {
 	return awsx.Load(ctx, awsx.Options{Region: cfg.AWSRegion})
 }
 
-// breakerState is the OnState of every circuit breaker: the
-// hermes_circuit_state gauge and a log line.
-func breakerState(m *metrics.Metrics, log *slog.Logger) func(service, state string) {
-	return func(service, state string) {
-		m.BreakerState(service, state)
-		if state == "open" {
-			log.Warn("circuit breaker open: calls fail fast until a trial call succeeds", "service", service)
-		} else {
-			log.Info("circuit breaker state", "service", service, "state", state)
-		}
+// breakerOptions configures every circuit breaker of a process
+// (HERMES_BREAKER_FAILURES, HERMES_BREAKER_COOLDOWN); states, when set,
+// learns their state changes.
+func breakerOptions(cfg config.Config, states *breakerStates) awsx.BreakerOptions {
+	o := awsx.BreakerOptions{Failures: uint32(cfg.Breaker.Failures), Cooldown: cfg.Breaker.Cooldown}
+	if states != nil {
+		o.OnState = states.changed
 	}
+	return o
+}
+
+// breakerStates logs every circuit breaker's state changes and feeds
+// them to hermes_circuit_state once the metrics exist (the store's
+// breaker works before they do: the metrics need the store); states
+// seen before then are recorded when they arrive.
+type breakerStates struct {
+	log *slog.Logger
+
+	mu     sync.Mutex
+	m      *metrics.Metrics
+	before map[string]string // service → state, until m is set
+}
+
+func (b *breakerStates) changed(service, state string) {
+	if state == "open" {
+		b.log.Warn("circuit breaker open: calls fail fast until a trial call succeeds", "service", service)
+	} else {
+		b.log.Info("circuit breaker state", "service", service, "state", state)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		if b.before == nil {
+			b.before = map[string]string{}
+		}
+		b.before[service] = state
+		return
+	}
+	b.m.BreakerState(service, state)
+}
+
+// setMetrics makes m the gauge of the states from now on.
+func (b *breakerStates) setMetrics(m *metrics.Metrics) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m = m
+	for service, state := range b.before {
+		m.BreakerState(service, state)
+	}
+	b.before = nil
 }
 
 // setupBackends creates what the configured backends need (`hermes
@@ -323,7 +364,7 @@ func setupBackends(ctx context.Context, cfg config.Config, out io.Writer) error 
 	if cfg.Queue == "sqs" && cfg.EmailQueueURL != "" {
 		// The SES intake queue, unless it exists: one made by the
 		// infrastructure (with its own dead-letter queue) is left as it is.
-		q, err := openSQS(ctx, cfg)
+		q, err := openSQS(ctx, cfg, breakerOptions(cfg, nil))
 		if err != nil {
 			return err
 		}

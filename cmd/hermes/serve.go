@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/webordinary/hermes"
-	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/directory"
 	"github.com/webordinary/hermes/internal/emailin"
@@ -57,7 +56,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	clock := hermes.Clock(time.Now)
 
-	store, queues, err := openBackends(ctx, cfg)
+	states := &breakerStates{log: log}
+	breakers := breakerOptions(cfg, states)
+	store, queues, err := openBackends(ctx, cfg, breakers)
 	if err != nil {
 		return err
 	}
@@ -88,6 +89,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	m := metrics.New(store, log)
+	states.setMetrics(m)
 	// Session events: published by the router, the relays and the runner,
 	// streamed at /api/sessions/{sessionId}/events.
 	hub := events.NewHub(0, clock)
@@ -101,11 +103,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reaper := lifecycle.NewReaper(sessions, cfg.ReaperInterval)
 	sessions.Kick = reaper.Kick
 
-	senders, err := openSenders(ctx, cfg, awsx.BreakerOptions{OnState: breakerState(m, log)})
+	senders, err := openSenders(ctx, cfg, breakers)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	model, err := openModel(ctx, cfg, awsx.BreakerOptions{OnState: breakerState(m, log)})
+	model, err := openModel(ctx, cfg, breakers)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
@@ -125,7 +127,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		results.Summarizer = s
 	}
 	wakes := &metrics.WakeTimes{}
-	runner, err := openRunner(ctx, cfg, getenv, store, queues, log, stdout, clock, awsx.BreakerOptions{OnState: breakerState(m, log)}, func(id string, d time.Duration) {
+	runner, err := openRunner(ctx, cfg, getenv, store, queues, log, stdout, clock, breakers, func(id string, d time.Duration) {
 		results.Watch(id) // its results are long-polled from now on, without waiting for the next pass
 		wakes.Observe(d)
 		m.WakeSeconds.Observe(d.Seconds())
@@ -156,7 +158,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			log.ErrorContext(ctx, "stopping the container of a deactivated session", "session_id", s.ID, "container_id", s.ContainerID, "err", err)
 		}
 	}
-	stored, err := openMailFetcher(ctx, cfg, awsx.BreakerOptions{OnState: breakerState(m, log)})
+	stored, err := openMailFetcher(ctx, cfg, breakers)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}

@@ -88,7 +88,7 @@ func TestSetupDynamoDB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, queues, err := openBackends(t.Context(), cfg)
+	store, queues, err := openBackends(t.Context(), cfg, breakerOptions(cfg, nil))
 	if err != nil {
 		t.Fatalf("openBackends: %v", err)
 	}
@@ -106,7 +106,7 @@ func TestSetupDynamoDB(t *testing.T) {
 
 	vars["DYNAMODB_TABLE_NAME"] = table + "-missing"
 	cfg, _ = config.Load(env(vars))
-	if _, _, err := openBackends(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "hermes setup") {
+	if _, _, err := openBackends(t.Context(), cfg, breakerOptions(cfg, nil)); err == nil || !strings.Contains(err.Error(), "hermes setup") {
 		t.Errorf("openBackends on a missing table: %v, want an error naming hermes setup", err)
 	}
 }

@@ -48,7 +48,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := logctx.New(stdout, cfg.LogFormat, cfg.LogLevel)
-	store, queues, err := openBackends(ctx, cfg)
+	store, queues, err := openBackends(ctx, cfg, breakerOptions(cfg, nil))
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,17 @@ type Config struct {
 	ECSServiceName string
 	// ECS describes the edit containers' tasks (HERMES_RUNNER=ecs).
 	ECS ECS
+	// Breaker tunes the circuit breaker of every AWS service
+	// (HERMES_BREAKER_FAILURES: transient failures in a row that open it,
+	// default 5; HERMES_BREAKER_COOLDOWN: how long it stays open before a
+	// trial call, default 30s).
+	Breaker Breaker
+}
+
+// Breaker is the circuit breakers' configuration.
+type Breaker struct {
+	Failures int
+	Cooldown time.Duration
 }
 
 // ECS is the ECS runner's configuration; TaskDefinition and Subnets are
@@ -311,6 +322,10 @@ func Load(getenv func(string) string) (Config, error) {
 		Timeout:        l.duration("BEDROCK_TIMEOUT", 10*time.Second, 100*time.Millisecond),
 	}
 	c.ECS = l.ecs(c.Runner == "ecs")
+	c.Breaker = Breaker{
+		Failures: int(l.float("HERMES_BREAKER_FAILURES", 5, 1, 1000)),
+		Cooldown: l.duration("HERMES_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
+	}
 	c.EMF = l.boolean("HERMES_METRICS_EMF", c.Env == "production")
 	c.EMFInterval = l.duration("HERMES_METRICS_EMF_INTERVAL", time.Minute, time.Second)
 	c.SESPolicy = l.sesPolicy("HERMES_SES_REQUIRE")

@@ -49,6 +49,7 @@ func TestDefaults(t *testing.T) {
 		{"env", c.Env, "development"},
 		{"keys", len(c.APIKeys), 0},
 		{"jwt", c.JWT.Enabled(), false},
+		{"breaker", c.Breaker, config.Breaker{Failures: 5, Cooldown: 30 * time.Second}},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -116,6 +117,8 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"ecs security group", map[string]string{"ECS_SECURITY_GROUPS": "default"}, []string{"ECS_SECURITY_GROUPS"}},
 		{"ecs capacity", map[string]string{"ECS_CAPACITY_PROVIDER": "FARGATE_SPOT:x"}, []string{"ECS_CAPACITY_PROVIDER"}},
 		{"ecs public ip", map[string]string{"ECS_ASSIGN_PUBLIC_IP": "maybe"}, []string{"ECS_ASSIGN_PUBLIC_IP"}},
+		{"breaker failures", map[string]string{"HERMES_BREAKER_FAILURES": "0"}, []string{"HERMES_BREAKER_FAILURES"}},
+		{"breaker cooldown", map[string]string{"HERMES_BREAKER_COOLDOWN": "5ms"}, []string{"HERMES_BREAKER_COOLDOWN"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := load(t, tc.env)
