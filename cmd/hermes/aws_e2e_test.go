@@ -418,3 +418,154 @@ func TestAWSEndToEnd(t *testing.T) {
 		t.Errorf("the branch is at %s, want the follow-up's commit %s", head, commit(second.Text))
 	}
 }
+
+// TestTwoReplicasEndToEnd runs two `hermes serve` replicas on the same
+// DynamoDB table, SQS queues and fake ECS, and sends a burst of mail
+// through the intake queue both consume — three users, three new threads
+// each, every notification delivered twice — and checks that every
+// message was routed once (one acknowledgement, one job, one result
+// each), that each user's container was started with one task although
+// both replicas woke it, that every reply went out through SES once, and
+// that the background loops ran on one replica only (the lease).
+func TestTwoReplicasEndToEnd(t *testing.T) {
+	agent := testAgent(t)
+	users := []string{"scott", "mia", "lee"}
+	d := newAWSDeployment(t, users, fmt.Sprintf(`{"kind":"command","command":[%q,"multi"]}`, agent), "queue")
+	_, a, logsA := d.start()
+	_, b, logsB := d.start()
+	defer func() {
+		if t.Failed() {
+			t.Logf("tasks:\n%s", d.tasks)
+		}
+	}()
+
+	type sent struct{ user, msgID, title string }
+	var mails []sent
+	for i := range 3 {
+		for _, u := range users {
+			mails = append(mails, sent{u, fmt.Sprintf("<burst-%s-%d@example.com>", u, i), fmt.Sprintf("T%s%d", u, i)})
+		}
+	}
+	var bodies []string
+	for _, m := range mails {
+		bodies = append(bodies, d.email(m.user, m.msgID, "Title "+m.title, "set the title "+m.title+"\n", nil))
+	}
+	for _, body := range bodies { // SQS delivers at least once
+		d.send(body)
+	}
+
+	waitLong(t, "a result for every mail", func() bool {
+		n := 0
+		for _, it := range a.outbox() {
+			if it.Kind == "result" {
+				n++
+			}
+		}
+		return n >= len(mails)
+	})
+	waitLong(t, "every reply sent", func() bool { return b.allSent() })
+	time.Sleep(2 * time.Second) // time for a duplicate to show, if there were one
+	items := b.outbox()
+	threads := map[string]string{}
+	for _, m := range mails {
+		var acks, results []outboxItem
+		for _, it := range items {
+			if it.Headers["In-Reply-To"] != m.msgID {
+				continue
+			}
+			switch it.Kind {
+			case "ack":
+				acks = append(acks, it)
+			case "result":
+				results = append(results, it)
+			default:
+				t.Errorf("%s: unexpected %s reply %q", m.msgID, it.Kind, it.Text)
+			}
+		}
+		if len(acks) != 1 || len(results) != 1 {
+			t.Errorf("%s: %d acknowledgements and %d results, want one each", m.msgID, len(acks), len(results))
+			continue
+		}
+		if !strings.Contains(results[0].Text, fmt.Sprintf("%q", m.title)) {
+			t.Errorf("%s: result %q, want the title %s", m.msgID, results[0].Text, m.title)
+		}
+		if results[0].To != m.user+"@example.com" {
+			t.Errorf("%s: result to %s", m.msgID, results[0].To)
+		}
+		if other, dup := threads[results[0].ThreadID]; dup {
+			t.Errorf("%s and %s share thread %s", m.msgID, other, results[0].ThreadID)
+		}
+		threads[results[0].ThreadID] = m.msgID
+		if n := d.sesSent(m.msgID, results[0].ThreadID); n != 2 {
+			t.Errorf("%s: %d emails through SES, want 2 (the acknowledgement and the result)", m.msgID, n)
+		}
+	}
+	if n := len(d.ses.messages()); n != 2*len(mails) {
+		t.Errorf("SES sent %d emails, want %d", n, 2*len(mails))
+	}
+
+	// One task per container, whichever replica woke it.
+	started := map[string]int{}
+	for _, raw := range d.ecs.RunRequests() {
+		var req struct {
+			Overrides struct {
+				ContainerOverrides []struct {
+					Environment []struct{ Name, Value string }
+				}
+			}
+		}
+		if err := json.Unmarshal(raw, &req); err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range req.Overrides.ContainerOverrides[0].Environment {
+			if kv.Name == "HERMES_CONTAINER_ID" {
+				started[kv.Value]++
+			}
+		}
+	}
+	for _, u := range users {
+		if id := "amelia_site_" + u; started[id] != 1 {
+			t.Errorf("container %s started %d times, want once (all starts: %v)", id, started[id], started)
+		}
+	}
+	if len(started) != len(users) {
+		t.Errorf("tasks started for %v", started)
+	}
+	// Each job was done once: one commit on each thread's branch.
+	for thread, msgID := range threads {
+		user := ""
+		for _, m := range mails {
+			if m.msgID == msgID {
+				user = m.user
+			}
+		}
+		ws := filepath.Join(d.taskData, "workspaces", "amelia_site_"+user)
+		if n := strings.TrimSpace(gitOut(t, ws, "rev-list", "--count", "main..thread-"+thread)); n != "1" {
+			t.Errorf("%s: %s commits on its thread's branch, want 1", msgID, n)
+		}
+	}
+
+	// The reaper, reconcile, queue clean-up and dead-job loops run on the
+	// holder of the background lease: one replica.
+	leading := 0
+	for _, logs := range []*logLines{logsA, logsB} {
+		for _, m := range logs.all() {
+			if m["msg"] == "this replica runs the background loops" {
+				leading++
+				break
+			}
+		}
+	}
+	if leading != 1 {
+		t.Errorf("%d replicas ran the background loops, want 1", leading)
+	}
+	for i, logs := range []*logLines{logsA, logsB} {
+		n := 0
+		for _, m := range logs.all() {
+			if m["msg"] == "message routed" {
+				n++
+			}
+		}
+		t.Logf("replica %d routed %d messages", i+1, n)
+	}
+}
