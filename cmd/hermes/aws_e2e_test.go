@@ -569,3 +569,88 @@ func TestTwoReplicasEndToEnd(t *testing.T) {
 		t.Logf("replica %d routed %d messages", i+1, n)
 	}
 }
+
+// metric returns the value of one sample of /metrics (the exact series,
+// e.g. `hermes_circuit_state{service="ses"}`), or "" when absent.
+func (c client) metric(series string) string {
+	c.t.Helper()
+	resp, err := http.Get(c.base + "/metrics")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestAWSOutageEndToEnd takes SES and ECS away while mail arrives: intake
+// keeps accepting and queueing (the jobs wait on the container's input
+// queue, the acknowledgements in the outbox), the breakers of both open
+// (hermes_circuit_state), and once both are back everything catches up —
+// the container starts with one task, both requests are done, and every
+// reply goes out through SES once.
+func TestAWSOutageEndToEnd(t *testing.T) {
+	agent := testAgent(t)
+	d := newAWSDeployment(t, []string{"scott"}, fmt.Sprintf(`{"kind":"command","command":[%q,"multi"]}`, agent), "queue")
+	d.vars["HERMES_BREAKER_FAILURES"] = "2"
+	d.vars["HERMES_BREAKER_COOLDOWN"] = "2s"
+	d.ses.down.Store(true)
+	d.ecs.Down()
+	_, c, _ := d.start()
+	defer func() {
+		if t.Failed() {
+			t.Logf("tasks:\n%s", d.tasks)
+		}
+	}()
+
+	d.email("scott", "<outage1@example.com>", "First", "set the title Storm\n", nil)
+	d.email("scott", "<outage2@example.com>", "Second", "set the title Calm\n", nil)
+	waitLong(t, "both jobs queued and both acknowledgements in the outbox", func() bool {
+		acks := 0
+		for _, it := range c.outbox() {
+			if it.Kind == "ack" && it.Status == "pending" {
+				acks++
+			}
+		}
+		return acks == 2 && c.inputDepth() == 2
+	})
+	waitLong(t, "the ECS and SES breakers open", func() bool {
+		return c.metric(`hermes_circuit_state{service="ecs"}`) == "2" && c.metric(`hermes_circuit_state{service="ses"}`) == "2"
+	})
+	if d.ses.refused() == 0 || d.ecs.Calls("RunTask") == 0 {
+		t.Fatalf("SES refused %d calls, ECS got %d RunTask calls: both should have been tried", d.ses.refused(), d.ecs.Calls("RunTask"))
+	}
+	if len(d.ecs.Tasks()) != 0 || len(d.ses.messages()) != 0 {
+		t.Fatalf("%d tasks and %d emails while down", len(d.ecs.Tasks()), len(d.ses.messages()))
+	}
+	if st, _ := c.containerState(); st == "error" {
+		t.Fatalf("the container gave up while ECS was down: %s", st)
+	}
+
+	d.ecs.Up()
+	d.ses.down.Store(false)
+	for _, id := range []string{"<outage1@example.com>", "<outage2@example.com>"} {
+		waitLong(t, "the result of "+id, func() bool { _, ok := c.find("result", id); return ok })
+	}
+	waitLong(t, "every reply sent after the recovery", func() bool { return c.allSent() })
+	for _, id := range []string{"<outage1@example.com>", "<outage2@example.com>"} {
+		if n := c.count("ack", id) + c.count("result", id); n != 2 {
+			t.Errorf("%s: %d replies, want the acknowledgement and the result", id, n)
+		}
+		res, _ := c.find("result", id)
+		if n := d.sesSent(id, res.ThreadID); n != 2 {
+			t.Errorf("%s: %d emails through SES, want 2", id, n)
+		}
+	}
+	if n := len(d.ecs.Tasks()); n != 1 {
+		t.Errorf("%d tasks after the recovery, want 1", n)
+	}
+	waitLong(t, "the breakers closed", func() bool {
+		return c.metric(`hermes_circuit_state{service="ecs"}`) == "0" && c.metric(`hermes_circuit_state{service="ses"}`) == "0"
+	})
+}
