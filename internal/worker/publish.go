@@ -15,8 +15,11 @@ import (
 )
 
 // buildAndPublish runs the project's build after a successful commit and
-// publishes the thread's preview: the build's output directory, or without
-// a build the checkout's tracked files. A failed build or publication makes
+// publishes the thread's preview with the Workspace's Publisher: the
+// build's output directory, or without a build the checkout's tracked
+// files. The result's link is the project's previewUrlTemplate filled in,
+// else the one the publisher serves the preview at; with neither (S3 and
+// no template) there is none, and a warning says so once. A failed build or publication makes
 // the result unsuccessful (with the build's output tail); the commit stays
 // reported.
 func (w *Workspace) buildAndPublish(ctx context.Context, job *hermes.Job, res *hermes.ResultMessage) {
@@ -77,33 +80,89 @@ func (w *Workspace) buildAndPublish(ctx context.Context, job *hermes.Job, res *h
 		}
 		src = w.Dir
 	}
-	if w.PreviewRoot == "" {
+	pub := w.publisher()
+	if pub == nil {
 		if w.Project.PreviewURLTemplate != "" {
 			res.PreviewURL = hermes.PreviewURL(w.Project, w.PublicURL, job.ThreadID, job.SessionID, job.UserID)
 		}
 		return
 	}
-	target, err := w.previewDir(job)
-	if err != nil {
-		res.Success, res.Error = false, err.Error()
+	c, p := w.Project.ClientID, w.Project.ID
+	if !hermes.ValidSlug(c) || !hermes.ValidSlug(p) || !hermes.ValidTokenID(job.ThreadID) {
+		res.Success, res.Error = false, "the preview has no valid client, project and thread ids"
 		return
 	}
-	if err := publish(src, files, target); err != nil {
+	set, err := previewFiles(src, files)
+	if err == nil {
+		var served string
+		if served, err = pub.Publish(ctx, c, p, job.ThreadID, set); err == nil {
+			res.PreviewURL = served
+		}
+	}
+	if err != nil {
 		log.ErrorContext(ctx, "publishing the preview", "err", err)
 		res.Success, res.Error = false, "publishing the preview failed: "+err.Error()
 		return
 	}
-	res.PreviewURL = hermes.PreviewURL(w.Project, w.PublicURL, job.ThreadID, job.SessionID, job.UserID)
-	log.InfoContext(ctx, "published the preview", "dir", target)
+	if w.Project.PreviewURLTemplate != "" {
+		res.PreviewURL = hermes.PreviewURL(w.Project, w.PublicURL, job.ThreadID, job.SessionID, job.UserID)
+	}
+	if res.PreviewURL == "" {
+		w.noLink.Do(func() {
+			log.WarnContext(ctx, "previews are published without a link: the project has no previewUrlTemplate", "project", c+"/"+p)
+		})
+	}
+	log.InfoContext(ctx, "published the preview", "files", len(set))
 }
 
-// previewDir is the thread's preview directory under PreviewRoot.
-func (w *Workspace) previewDir(job *hermes.Job) (string, error) {
-	c, p := w.Project.ClientID, w.Project.ID
-	if !hermes.ValidSlug(c) || !hermes.ValidSlug(p) || !hermes.ValidTokenID(job.ThreadID) {
+// Publisher puts a thread's preview where it is served: DirPublisher, the
+// embedded default, into a directory that serve serves; s3site.Publisher
+// into an S3 bucket, on AWS.
+type Publisher interface {
+	// Publish makes the preview of the thread exactly files: each key is
+	// a path in the preview (slash-separated and relative, never with a
+	// .git element), its value the local regular file with the content.
+	// What the previous publication had that files lacks is removed. The
+	// ids are valid (hermes.ValidSlug, hermes.ValidTokenID). It returns the
+	// link to the preview when the publisher knows where it is served, ""
+	// otherwise (the project's previewUrlTemplate is then the only link).
+	// A failure leaves the previous preview, possibly in part updated.
+	Publish(ctx context.Context, clientID, projectID, threadID string, files map[string]string) (string, error)
+}
+
+// publisher is the Workspace's Publisher, else a DirPublisher on
+// PreviewRoot, else none.
+func (w *Workspace) publisher() Publisher {
+	switch {
+	case w.Publisher != nil:
+		return w.Publisher
+	case w.PreviewRoot != "":
+		return &DirPublisher{Root: w.PreviewRoot, PublicURL: w.PublicURL}
+	}
+	return nil
+}
+
+// DirPublisher publishes previews into
+// {Root}/{clientId}/{projectId}/{threadId}/, which Hermes serves at
+// {PublicURL}/preview/{clientId}/{projectId}/{threadId}/.
+type DirPublisher struct {
+	Root      string
+	PublicURL string // HERMES_PUBLIC_URL; see hermes.PreviewURL
+}
+
+var _ Publisher = (*DirPublisher)(nil)
+
+// Publish copies the files into a temporary directory next to the
+// thread's, which then replaces it, so that the served preview is always
+// one complete publication. It returns the link Hermes serves it at.
+func (d *DirPublisher) Publish(_ context.Context, clientID, projectID, threadID string, files map[string]string) (string, error) {
+	if !hermes.ValidSlug(clientID) || !hermes.ValidSlug(projectID) || !hermes.ValidTokenID(threadID) {
 		return "", errors.New("the preview has no valid client, project and thread ids")
 	}
-	return filepath.Join(w.PreviewRoot, c, p, job.ThreadID), nil
+	if err := replaceDir(filepath.Join(d.Root, clientID, projectID, threadID), files); err != nil {
+		return "", err
+	}
+	return hermes.PreviewURL(&hermes.Project{ClientID: clientID, ID: projectID}, d.PublicURL, threadID, "", ""), nil
 }
 
 // outputDir resolves the build's output directory: relative to the
@@ -133,15 +192,16 @@ func (w *Workspace) outputDir(rel string) (string, error) {
 	return dir, nil
 }
 
-// publish copies src — the listed files, or every file when files is nil —
-// to target atomically: into a temporary directory next to target, which
-// then replaces it. .git is never copied; a symbolic link is copied as the
-// file it points to when that is a regular file inside src, and left out
-// otherwise.
-func publish(src string, files []string, target string) error {
+// previewFiles is the set of files to publish from src: the listed files
+// (relative paths), or every file under src when files is nil. .git is
+// never in it; a symbolic link is published as the file it points to when
+// that is a regular file inside src (and not in .git), and left out
+// otherwise, as is anything else that is not a regular file. The set maps
+// each slash-separated path to the file to read.
+func previewFiles(src string, files []string) (map[string]string, error) {
 	root, err := filepath.EvalSymlinks(src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if files == nil {
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -164,9 +224,61 @@ func publish(src string, files []string, target string) error {
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
+	set := make(map[string]string, len(files))
+	for _, rel := range files {
+		if hasGitElement(rel) || !filepath.IsLocal(rel) {
+			continue
+		}
+		p, err := regularFile(root, rel)
+		if err != nil {
+			return nil, err
+		}
+		if p != "" {
+			set[filepath.ToSlash(rel)] = p
+		}
+	}
+	return set, nil
+}
+
+// regularFile is the file to publish for root/rel: itself when it is a
+// regular file, the regular file inside root (not in .git) that a symbolic
+// link points to, and "" for anything else or a file removed meanwhile.
+func regularFile(root, rel string) (string, error) {
+	p := filepath.Join(root, rel)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil // listed, but removed meanwhile
+		}
+		return "", err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return "", nil // dangling
+		}
+		inside, err := filepath.Rel(root, real)
+		if err != nil || !filepath.IsLocal(inside) || hasGitElement(inside) {
+			return "", nil
+		}
+		p = real
+		if fi, err = os.Stat(p); err != nil {
+			return "", nil
+		}
+	}
+	if !fi.Mode().IsRegular() {
+		return "", nil
+	}
+	return p, nil
+}
+
+// replaceDir writes files (see previewFiles) to the directory target
+// atomically: into a temporary directory next to it, which then replaces
+// it.
+func replaceDir(target string, files map[string]string) error {
 	parent, base := filepath.Dir(target), filepath.Base(target)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
@@ -185,11 +297,8 @@ func publish(src string, files []string, target string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	for _, rel := range files {
-		if hasGitElement(rel) {
-			continue
-		}
-		if err := copyFile(root, rel, tmp); err != nil {
+	for rel, src := range files {
+		if err := copyFile(src, filepath.Join(tmp, filepath.FromSlash(rel))); err != nil {
 			return err
 		}
 	}
@@ -223,45 +332,17 @@ func hasGitElement(rel string) bool {
 	return false
 }
 
-// copyFile copies root/rel to dst/rel (mode 0644): a regular file, or the
-// regular file inside root a symbolic link points to. Anything else is left
-// out.
-func copyFile(root, rel, dst string) error {
-	p := filepath.Join(root, rel)
-	fi, err := os.Lstat(p)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // listed, but removed meanwhile
-		}
-		return err
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil {
-			return nil // dangling
-		}
-		inside, err := filepath.Rel(root, real)
-		if err != nil || !filepath.IsLocal(inside) || hasGitElement(inside) {
-			return nil
-		}
-		p = real
-		if fi, err = os.Stat(p); err != nil {
-			return nil
-		}
-	}
-	if !fi.Mode().IsRegular() {
-		return nil
-	}
-	in, err := os.Open(p)
+// copyFile copies the file src to dst (mode 0644), making dst's directory.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out := filepath.Join(dst, rel)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}

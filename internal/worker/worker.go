@@ -58,10 +58,13 @@ type Workspace struct {
 	// ClaudeBin is the Claude Code CLI of the claude agent; "claude" (looked
 	// up on PATH) when empty.
 	ClaudeBin string
-	// PreviewRoot is where previews are published:
+	// Publisher publishes the previews (an S3 bucket on AWS:
+	// internal/s3site). When nil, previews are published into PreviewRoot.
+	Publisher Publisher
+	// PreviewRoot is where previews are published without a Publisher:
 	// {PreviewRoot}/{clientId}/{projectId}/{threadId}/, served by Hermes at
-	// /preview/{clientId}/{projectId}/{threadId}/. Empty: nothing is
-	// published.
+	// /preview/{clientId}/{projectId}/{threadId}/ (a DirPublisher). Empty:
+	// nothing is published.
 	PreviewRoot string
 	// PublicURL is the base of the preview links Hermes serves itself
 	// (HERMES_PUBLIC_URL); see hermes.PreviewURL.
@@ -71,6 +74,8 @@ type Workspace struct {
 	BuildTimeout time.Duration
 	// PushTimeout bounds git push; DefaultPushTimeout when zero.
 	PushTimeout time.Duration
+
+	noLink sync.Once // the warning that previews have no link
 }
 
 // Commit identity: -c options, so no global git configuration is needed.
