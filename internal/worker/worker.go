@@ -22,13 +22,17 @@ package worker
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +73,13 @@ type Workspace struct {
 	// PublicURL is the base of the preview links Hermes serves itself
 	// (HERMES_PUBLIC_URL); see hermes.PreviewURL.
 	PublicURL string
+	// GitToken, when set, authenticates git's clone, fetch and push to an
+	// http(s) repository with HTTP Basic as GitUsername
+	// (DefaultGitUsername when empty): in the git process's environment
+	// only, never in its arguments, the remote's URL, the agent's or the
+	// build's environment, a log or a result (see gitAuthEnv).
+	GitToken    string
+	GitUsername string
 	// BuildTimeout bounds the project's build command; DefaultBuildTimeout
 	// when zero.
 	BuildTimeout time.Duration
@@ -77,6 +88,11 @@ type Workspace struct {
 
 	noLink sync.Once // the warning that previews have no link
 }
+
+// DefaultGitUsername is the user name of a GitToken's HTTP Basic
+// authentication: GitHub's for tokens (x-access-token); GitLab takes any
+// name with a token, Bitbucket wants x-token-auth.
+const DefaultGitUsername = "x-access-token"
 
 // Commit identity: -c options, so no global git configuration is needed.
 var identity = []string{"-c", "user.name=Hermes", "-c", "user.email=hermes@localhost", "-c", "commit.gpgsign=false"}
@@ -105,11 +121,14 @@ func (w *Workspace) defaultBranch() string {
 	return "main"
 }
 
-// gitErr is a failed git command: its arguments and standard error.
+// gitErr is a failed git command: its arguments and standard error, the
+// secrets to keep out of its message, and a hint on what to do.
 type gitErr struct {
 	args   []string
 	stderr string
 	err    error
+	hide   []string
+	hint   string
 }
 
 func (e *gitErr) Error() string {
@@ -117,7 +136,15 @@ func (e *gitErr) Error() string {
 	if msg == "" {
 		msg = e.err.Error()
 	}
-	return redact(fmt.Sprintf("git %s: %s", strings.Join(e.args, " "), msg))
+	msg = fmt.Sprintf("git %s: %s", strings.Join(e.args, " "), msg)
+	if e.hint != "" {
+		msg += " (" + e.hint + ")"
+	}
+	msg = redact(msg)
+	for _, h := range e.hide {
+		msg = strings.ReplaceAll(msg, h, "***")
+	}
+	return msg
 }
 
 // urlCredentials matches the user information of a URL
@@ -132,18 +159,139 @@ func (e *gitErr) Unwrap() error { return e.err }
 
 // run runs git in dir with stdin and returns its standard output.
 func (w *Workspace) run(ctx context.Context, dir, stdin string, args ...string) (string, error) {
+	out, err := w.runEnv(ctx, dir, stdin, nil, args...)
+	if err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// runEnv is run with env added to git's environment.
+func (w *Workspace) runEnv(ctx context.Context, dir, stdin string, env []string, args ...string) (string, *gitErr) {
 	cmd := exec.CommandContext(ctx, w.gitBin(), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
+	cmd.Env = append(append(gitEnviron(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"), env...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), &gitErr{args: args, stderr: errb.String(), err: err}
+		return out.String(), &gitErr{args: args, stderr: errb.String(), err: err, hide: w.secrets()}
 	}
 	return out.String(), nil
+}
+
+// gitTokenVar holds the git token in the worker's environment; git
+// children never get it (hooks run with their environment).
+const gitTokenVar = "HERMES_GIT_TOKEN"
+
+// gitEnviron is the worker's environment for git, without the token.
+func gitEnviron() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, gitTokenVar+"=") })
+}
+
+// remote runs a git command that talks to the origin (clone, fetch,
+// push). With a GitToken and an http(s) repository, git authenticates
+// with it through its environment (gitAuthEnv); a refusal gets a hint.
+func (w *Workspace) remote(ctx context.Context, dir string, args ...string) (string, error) {
+	env := w.gitAuthEnv()
+	out, err := w.runEnv(ctx, dir, "", env, args...)
+	if err == nil {
+		return out, nil
+	}
+	if credentialsRefused(err.stderr) {
+		switch {
+		case env != nil:
+			err.hint = fmt.Sprintf("the repository refused the git token (HERMES_GIT_TOKEN, as user %q)", w.gitUsername())
+		case w.GitToken != "":
+			err.hint = "the repository asks for credentials, and the git token is only sent to http(s) repositories"
+		default:
+			err.hint = "the repository asks for credentials: set HERMES_GIT_TOKEN"
+		}
+	}
+	return out, err
+}
+
+// credentialsRefused reports whether git's standard error says that the
+// repository wanted credentials it did not get or refused those it got.
+func credentialsRefused(stderr string) bool {
+	for _, s := range []string{"could not read Username", "could not read Password", "Authentication failed",
+		"The requested URL returned error: 401", "The requested URL returned error: 403"} {
+		if strings.Contains(stderr, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Workspace) gitUsername() string {
+	if w.GitUsername != "" {
+		return w.GitUsername
+	}
+	return DefaultGitUsername
+}
+
+// basicAuth is the Authorization header value of the GitToken.
+func (w *Workspace) basicAuth() string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(w.gitUsername()+":"+w.GitToken))
+}
+
+// secrets are the strings that must never show in an error: the token
+// and its header value.
+func (w *Workspace) secrets() []string {
+	if w.GitToken == "" {
+		return nil
+	}
+	return []string{w.basicAuth(), strings.TrimPrefix(w.basicAuth(), "Basic "), w.GitToken}
+}
+
+// gitAuthEnv is the environment that makes git send the GitToken to the
+// repository's origin, or nil without a token or an http(s) repository.
+//
+// Git reads configuration from GIT_CONFIG_COUNT, GIT_CONFIG_KEY_n and
+// GIT_CONFIG_VALUE_n (after any the worker's own environment sets), so the
+// token is in no argument (visible in ps) and in no file: it sets
+// http.{scheme}://{host}/.extraHeader to "Authorization: Basic …", which
+// git sends to that origin only — not to another host the remote's URL
+// may be changed to in the checkout's configuration. Hooks are off
+// (core.hooksPath=/dev/null) for these commands: a hook is a program
+// anyone who writes to the checkout (the agent) controls, and it would
+// inherit the environment.
+func (w *Workspace) gitAuthEnv() []string {
+	if w.GitToken == "" || w.Project == nil {
+		return nil
+	}
+	origin, ok := httpOrigin(w.Project.RepoURL)
+	if !ok {
+		return nil
+	}
+	n := 0
+	if c, err := strconv.Atoi(os.Getenv("GIT_CONFIG_COUNT")); err == nil && c > 0 {
+		n = c
+	}
+	return []string{
+		fmt.Sprintf("GIT_CONFIG_COUNT=%d", n+2),
+		fmt.Sprintf("GIT_CONFIG_KEY_%d=http.%s.extraHeader", n, origin),
+		fmt.Sprintf("GIT_CONFIG_VALUE_%d=Authorization: %s", n, w.basicAuth()),
+		fmt.Sprintf("GIT_CONFIG_KEY_%d=core.hooksPath", n+1),
+		fmt.Sprintf("GIT_CONFIG_VALUE_%d=/dev/null", n+1),
+	}
+}
+
+// httpOrigin is the scheme://host[:port]/ of an http(s) repository URL,
+// without any user information.
+func httpOrigin(repoURL string) (string, bool) {
+	u, err := url.Parse(repoURL)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", false
+	}
+	return scheme + "://" + strings.ToLower(u.Host) + "/", true
 }
 
 func (w *Workspace) git(ctx context.Context, args ...string) (string, error) {
@@ -168,6 +316,9 @@ func (w *Workspace) Prepare(ctx context.Context) error {
 	if err := w.checkDefaultBranch(ctx); err != nil {
 		return err
 	}
+	if _, ok := httpOrigin(w.Project.RepoURL); w.GitToken != "" && !ok {
+		w.log().WarnContext(ctx, "the git token is not used: the repository URL is not http(s)")
+	}
 	dir, err := filepath.Abs(w.Dir)
 	if err != nil {
 		return fmt.Errorf("worker: prepare: %w", err)
@@ -179,7 +330,7 @@ func (w *Workspace) Prepare(ctx context.Context) error {
 			return fmt.Errorf("worker: prepare: %w", err)
 		}
 		w.log().InfoContext(ctx, "cloning the repository", "dir", dir)
-		if _, err := w.run(ctx, "", "", "clone", "--quiet", "--no-checkout", "--", w.Project.RepoURL, dir); err != nil {
+		if _, err := w.remote(ctx, "", "clone", "--quiet", "--no-checkout", "--", w.Project.RepoURL, dir); err != nil {
 			return fmt.Errorf("worker: cloning the repository of project %s: %w", w.Project.ID, err)
 		}
 		// Check out the default branch explicitly, whatever the origin's HEAD is.
@@ -193,7 +344,7 @@ func (w *Workspace) Prepare(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
 		return fmt.Errorf("worker: prepare: %s is neither empty nor a git checkout", dir)
 	}
-	if _, err := w.git(ctx, "fetch", "--quiet", "--prune", "origin"); err != nil {
+	if _, err := w.remote(ctx, dir, "fetch", "--quiet", "--prune", "origin"); err != nil {
 		return fmt.Errorf("worker: fetching the repository of project %s: %w", w.Project.ID, err)
 	}
 	return nil
@@ -307,7 +458,7 @@ func (w *Workspace) discard(ctx context.Context) error {
 // push pushes the thread's branch to origin (no force: a branch that moved
 // on in the origin is rejected).
 func (w *Workspace) push(ctx context.Context, branch string) error {
-	_, err := w.git(ctx, "push", "--quiet", "origin", "refs/heads/"+branch+":refs/heads/"+branch)
+	_, err := w.remote(ctx, w.Dir, "push", "--quiet", "origin", "refs/heads/"+branch+":refs/heads/"+branch)
 	return err
 }
 
