@@ -5,10 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/awsx"
+	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/logctx"
+	"github.com/webordinary/hermes/internal/s3site"
 	"github.com/webordinary/hermes/internal/worker"
 )
 
@@ -24,8 +31,10 @@ const claudeBinVar = "HERMES_CLAUDE_BIN"
 // "claude" on PATH by default). It keeps its clone in
 // $HERMES_DATA_DIR/workspaces/{containerId}, publishes previews into
 // $HERMES_DATA_DIR/previews (served by serve at /preview/…, linked under
-// HERMES_PUBLIC_URL), follows the project's busy policy, agent, build and
-// push settings, and works through the container's input queue until it
+// HERMES_PUBLIC_URL) or, with HERMES_PREVIEW_BUCKET, to S3 (linked by the
+// project's preview template; openPublisher), authenticates git to http(s)
+// repositories with HERMES_GIT_TOKEN as HERMES_GIT_USERNAME, follows the
+// project's busy policy, agent, build and push settings, and works through the container's input queue until it
 // has been idle for HERMES_IDLE_TIMEOUT, a control job deactivates it, or
 // ctx ends (SIGTERM). The local runner of serve starts it as a child
 // process; on AWS it is the edit container's command.
@@ -69,11 +78,20 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
+	pub, previews, err := openPublisher(ctx, cfg, getenv, log)
+	if err != nil {
+		return err
+	}
 	ws := &worker.Workspace{
 		Dir: filepath.Join(data, "workspaces", id), Project: p, Log: log,
 		ClaudeBin:   getenv(claudeBinVar),
+		Publisher:   pub,
 		PreviewRoot: filepath.Join(data, "previews"),
 		PublicURL:   cfg.PublicURL,
+		GitToken:    cfg.Git.Token, GitUsername: cfg.Git.Username,
+	}
+	if pub == nil {
+		previews = ws.PreviewRoot
 	}
 	loop := &worker.Loop{
 		Store: store, Queues: queues, ContainerID: id,
@@ -85,11 +103,41 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		QueuePrefix: cfg.QueuePrefix,
 	}
 	log.Info("worker configuration", "container_id", id, "project", p.ClientID+"/"+p.ID, "agent", p.Agent.Kind,
-		"busyPolicy", p.BusyPolicy, "build", p.Build != nil, "push", p.Push, "previews", ws.PreviewRoot)
+		"busyPolicy", p.BusyPolicy, "build", p.Build != nil, "push", p.Push, "previews", previews, "gitToken", cfg.Git.Token != "")
 	if err := loop.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// openPublisher returns the publisher of previews and where it puts
+// them: with HERMES_PREVIEW_BUCKET, that bucket under the key prefix of
+// HERMES_PREVIEW_PREFIX (s3site: the default credential chain, AWS_REGION,
+// AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, path-style addressing with
+// HERMES_S3_PATH_STYLE, the s3 circuit breaker); without it nil, and the
+// worker publishes into the data directory that serve serves.
+func openPublisher(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger) (worker.Publisher, string, error) {
+	pc := cfg.Preview
+	if pc.Bucket == "" {
+		return nil, "", nil
+	}
+	ac, err := awsConfig(ctx, cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("previews: %w", err)
+	}
+	endpoint := getenv("AWS_ENDPOINT_URL_S3")
+	if endpoint == "" {
+		endpoint = getenv("AWS_ENDPOINT_URL")
+	}
+	breaker := awsx.NewBreaker("s3", breakerOptions(cfg, &breakerStates{log: log}))
+	pub := s3site.New(ac, breaker, pc.Bucket, pc.Prefix, func(o *s3.Options) {
+		o.UsePathStyle = pc.PathStyle
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+	pub.Log = log
+	return pub, "s3://" + pc.Bucket + "/" + pc.Prefix, nil
 }
 
 // validContainerID reports whether s has the form of hermes.ContainerID:

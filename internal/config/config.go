@@ -17,10 +17,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/s3site"
 	"github.com/webordinary/hermes/internal/ses"
 )
 
@@ -109,6 +111,30 @@ type Config struct {
 	// default 5; HERMES_BREAKER_COOLDOWN: how long it stays open before a
 	// trial call, default 30s).
 	Breaker Breaker
+	// Preview is where workers publish previews: an S3 bucket
+	// (HERMES_PREVIEW_BUCKET), else $HERMES_DATA_DIR/previews, which serve
+	// serves.
+	Preview Preview
+	// Git authenticates the workers' git commands to http(s) repositories.
+	Git Git
+}
+
+// Preview configures the publication of previews to S3 (worker).
+type Preview struct {
+	Bucket string // HERMES_PREVIEW_BUCKET; "" publishes into the data directory
+	// Prefix is the key prefix template of a thread's preview
+	// (HERMES_PREVIEW_PREFIX, s3site.CheckPrefix), default
+	// {client}/{project}/{thread}/.
+	Prefix string
+	// PathStyle addresses the bucket in the path, not the host name
+	// (HERMES_S3_PATH_STYLE, default off): for S3 emulators.
+	PathStyle bool
+}
+
+// Git is the workers' HTTP Basic authentication to http(s) repositories.
+type Git struct {
+	Token    string // HERMES_GIT_TOKEN; none when empty. A secret: never logged or echoed
+	Username string // HERMES_GIT_USERNAME, default x-access-token (GitHub's)
 }
 
 // Breaker is the circuit breakers' configuration.
@@ -326,6 +352,8 @@ func Load(getenv func(string) string) (Config, error) {
 		Failures: int(l.float("HERMES_BREAKER_FAILURES", 5, 1, 1000)),
 		Cooldown: l.duration("HERMES_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
 	}
+	c.Preview = l.preview()
+	c.Git = l.git()
 	c.EMF = l.boolean("HERMES_METRICS_EMF", c.Env == "production")
 	c.EMFInterval = l.duration("HERMES_METRICS_EMF_INTERVAL", time.Minute, time.Second)
 	c.SESPolicy = l.sesPolicy("HERMES_SES_REQUIRE")
@@ -489,6 +517,36 @@ func (l *loader) ecs(used bool) ECS {
 		}
 	}
 	return e
+}
+
+var bucketPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`) })
+
+// preview reads the S3 publication of previews.
+func (l *loader) preview() Preview {
+	p := Preview{
+		Bucket:    l.str("HERMES_PREVIEW_BUCKET", ""),
+		Prefix:    l.str("HERMES_PREVIEW_PREFIX", s3site.DefaultPrefix),
+		PathStyle: l.boolean("HERMES_S3_PATH_STYLE", false),
+	}
+	if p.Bucket != "" && (!bucketPattern().MatchString(p.Bucket) || strings.Contains(p.Bucket, "..")) {
+		l.fail("HERMES_PREVIEW_BUCKET", "%q is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)", p.Bucket)
+	}
+	if err := s3site.CheckPrefix(p.Prefix); err != nil {
+		l.fail("HERMES_PREVIEW_PREFIX", "%s", hermes.ErrorMessage(err))
+	}
+	return p
+}
+
+// git reads the workers' git credentials. Errors never show the token.
+func (l *loader) git() Git {
+	g := Git{Token: l.str("HERMES_GIT_TOKEN", ""), Username: l.str("HERMES_GIT_USERNAME", "x-access-token")}
+	if strings.ContainsFunc(g.Token, unicode.IsControl) || strings.ContainsAny(g.Token, " \t") {
+		l.fail("HERMES_GIT_TOKEN", "must not contain spaces or control characters")
+	}
+	if strings.ContainsFunc(g.Username, unicode.IsControl) || strings.ContainsAny(g.Username, ": \t") {
+		l.fail("HERMES_GIT_USERNAME", "%q must not contain a colon, spaces or control characters", g.Username)
+	}
+	return g
 }
 
 // list reads a comma-separated list, spaces and empty items dropped.
