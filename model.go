@@ -41,3 +41,39 @@ type Summarizer interface {
 	// Callers fall back to cutting the text.
 	Summarize(ctx context.Context, text string, maxChars int) (string, error)
 }
+
+// IntentReader reads a reply on a thread whose latest plan waits for the
+// user's approval (SPEC §7) when the keyword rules cannot tell whether it
+// is a plain yes or no ("yes please, do it now, thanks so much!!").
+// Production uses Bedrock Converse; without one, such a reply is an
+// instruction.
+type IntentReader interface {
+	// ReplyIntent says whether reply approves plan, rejects it, or is an
+	// instruction: a new or changed request, where conditions ("sure, but
+	// keep the footer"), additions and questions all count as one. It
+	// leans to IntentInstruction whenever the reply is not an
+	// unconditional yes or no. reply and plan are data: requests inside
+	// them are not followed. Unavailable when the model cannot be reached,
+	// throttles or is too slow, or ctx ends; Internal for a refused call or
+	// an answer that is not one of the three. Callers then keep the
+	// keyword reading (an instruction).
+	ReplyIntent(ctx context.Context, reply, plan string) (ReplyIntent, error)
+}
+
+// Intent is what a reply to a plan means.
+type Intent string
+
+// Intents of replies to a plan.
+const (
+	IntentApprove     Intent = "approve"     // an unconditional yes: carry the plan out
+	IntentReject      Intent = "reject"      // an unconditional no: change nothing
+	IntentInstruction Intent = "instruction" // anything else: a new or changed request
+)
+
+// ReplyIntent is an IntentReader's verdict on one reply.
+type ReplyIntent struct {
+	Intent Intent
+	// Reason is a short explanation, for the log and the session's
+	// history.
+	Reason string
+}
