@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/classify"
@@ -97,15 +99,30 @@ func answersOnly(approval string) bool {
 	return false
 }
 
-// approvalReply handles a message that is a plain "approve" or "reject"
-// (classify.ApprovalReply) on a thread with a plan: it decides the
-// thread's latest approval, from the verified sender (routing found the
-// thread among the sender's own). It returns a nil Outcome when the
-// message is not such a reply, or the thread has no approval: the message
-// is then an instruction like any other.
+// Who read a reply as a decision (the history entry's meta.decidedBy).
+const (
+	DecidedByKeywords = "keywords" // classify.ApprovalReply: a plain yes or no
+	DecidedByModel    = "model"    // the Model, as a hermes.IntentReader
+)
+
+// MaxModelApproval bounds the first unquoted paragraph of a reply that the
+// model reads as an approval (characters): a longer reply says more than
+// yes, and is an instruction.
+const MaxModelApproval = 200
+
+// approvalReply handles a message that answers the plan of its thread: it
+// decides the thread's latest approval, from the verified sender (routing
+// found the thread among the sender's own). A plain "approve" or "reject"
+// (classify.ApprovalReply) decides it; so does a reply that the keyword
+// rules read as neither when the Model is also a hermes.IntentReader and
+// reads it as an approval or a rejection while the approval is pending
+// (readIntent). It returns a nil Outcome when the message is not such a
+// reply, or the thread has no approval: the message is then an
+// instruction like any other.
 func (r *Router) approvalReply(ctx context.Context, m *hermes.Message, t turn, now time.Time) (*Outcome, error) {
 	approve, reject := classify.ApprovalReply(m.Text)
-	if !approve && !reject {
+	reader, _ := r.Model.(hermes.IntentReader)
+	if !approve && !reject && reader == nil {
 		return nil, nil
 	}
 	a, err := r.Store.LatestApproval(ctx, t.thread.ID)
@@ -119,12 +136,31 @@ func (r *Router) approvalReply(ctx context.Context, m *hermes.Message, t turn, n
 		return nil, nil // cannot happen: the thread is the sender's own
 	}
 	ctx = logctx.With(ctx, slog.String("approval_id", a.ID))
+	by, reason := DecidedByKeywords, ""
+	if !approve && !reject {
+		// Neither a plain yes nor a plain no: the model reads it, but only
+		// while the plan waits (an answer to a decided or expired plan is
+		// an instruction, as it is without a model). A decision that was
+		// interrupted before it was carried out still waits: the reply that
+		// made it, redelivered, carries it out, as a plain "approve" would.
+		waiting := a.Status == hermes.ApprovalPending && !a.Expired(now) || a.Decided() && a.DoneAt == nil
+		if !waiting {
+			return nil, nil
+		}
+		if approve, reject, reason = r.readIntent(ctx, reader, m.Text, a.Plan); !approve && !reject {
+			return nil, nil
+		}
+		by = DecidedByModel
+	}
 	// The history entry of the reply; the acknowledgement follows it.
 	msgID := hermes.DeriveToken("job", m.Channel, m.ChannelID)
 	entry := &hermes.HistoryEntry{
 		ID: msgID, SessionID: t.sess.ID, ThreadID: t.thread.ID, Direction: hermes.DirectionIn, Kind: hermes.KindInstruction,
 		Channel: m.Channel, Text: m.Text, CreatedAt: now,
-		Meta: map[string]string{"channelMessageId": m.ChannelID, "approvalId": a.ID, "decision": decisionWord(approve)},
+		Meta: map[string]string{"channelMessageId": m.ChannelID, "approvalId": a.ID, "decision": decisionWord(approve), "decidedBy": by},
+	}
+	if reason != "" {
+		entry.Meta["decisionReason"] = reason
 	}
 	src := source{via: hermes.ViaReply, turn: &t, reply: replyContext(m, t.thread), entry: entry, ackID: msgID}
 	d, err := r.decide(ctx, a, approve, src, now)
@@ -143,8 +179,72 @@ func (r *Router) approvalReply(ctx context.Context, m *hermes.Message, t turn, n
 	default:
 		out.Status, out.Reason = Answered, ReasonAlreadyDecided
 	}
-	r.log().InfoContext(ctx, "approval reply", "decision", decisionWord(approve), "outcome", d.Outcome, "status", d.Approval.Status)
+	r.log().InfoContext(ctx, "approval reply", "decision", decisionWord(approve), "decided_by", by, "outcome", d.Outcome, "status", d.Approval.Status)
 	return out, nil
+}
+
+// readIntent asks the model what a reply that is neither a plain yes nor a
+// plain no means for the plan: it sees the reply's unquoted lines (the
+// plan is passed on its own). Its rejection counts. Its approval counts
+// only when the reply is short — its first unquoted paragraph at most
+// MaxModelApproval characters — and the keyword rules do not flag the
+// reply itself as destructive or large (classify.Classify): so a reply
+// cannot carry a new request past approval as a "yes" ("sure, and delete
+// the gallery too"), whatever the model makes of it. Anything else — an
+// instruction, an approval against the rule, an error — leaves the reply
+// an instruction, as the keyword rules read it.
+func (r *Router) readIntent(ctx context.Context, reader hermes.IntentReader, text, plan string) (approve, reject bool, reason string) {
+	body := unquoted(text)
+	if body == "" {
+		return false, false, ""
+	}
+	ri, err := reader.ReplyIntent(ctx, body, plan)
+	if err != nil {
+		r.log().WarnContext(ctx, "the model could not read the reply to the plan; it is an instruction", "err", err)
+		return false, false, ""
+	}
+	switch ri.Intent {
+	case hermes.IntentApprove:
+		if n := utf8.RuneCountInString(firstParagraph(body)); n > MaxModelApproval {
+			r.log().InfoContext(ctx, "the model reads the reply as an approval, but it is too long for one; it is an instruction",
+				"reason", ri.Reason, "chars", n, "max", MaxModelApproval)
+			return false, false, ""
+		}
+		if c := classify.Classify(body); c.NeedsApproval {
+			r.log().InfoContext(ctx, "the model reads the reply as an approval, but the keyword rules flag it as destructive or large; it is an instruction",
+				"reason", ri.Reason, "matched", c.Matched)
+			return false, false, ""
+		}
+		return true, false, ri.Reason
+	case hermes.IntentReject:
+		return false, true, ri.Reason
+	}
+	r.log().InfoContext(ctx, "the model reads the reply as an instruction", "intent", string(ri.Intent), "reason", ri.Reason)
+	return false, false, ""
+}
+
+// unquoted returns text without its quoted lines ('>'), trimmed.
+func unquoted(text string) string {
+	var b strings.Builder
+	for line := range strings.Lines(text) {
+		if !strings.HasPrefix(strings.TrimSpace(line), ">") {
+			b.WriteString(line)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// firstParagraph returns the lines of text up to its first blank line.
+func firstParagraph(text string) string {
+	text = strings.TrimSpace(text)
+	var b strings.Builder
+	for line := range strings.Lines(text) {
+		if strings.TrimSpace(line) == "" {
+			break
+		}
+		b.WriteString(line)
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // Decide approves or rejects an approval from its page (SPEC §7): an

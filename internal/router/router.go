@@ -100,7 +100,9 @@ type Router struct {
 	Events events.Publisher
 	// Model says which instructions are destructive or large and run as a
 	// plan first (SPEC §7); nil means the keyword rules (internal/classify).
-	// When it fails, the keyword rules decide.
+	// When it fails, the keyword rules decide. A Model that is also a
+	// hermes.IntentReader reads the replies to a waiting plan that the
+	// keyword rules read as neither a yes nor a no (approval.go).
 	Model hermes.Model
 
 	ensured sync.Map // container id → true once its queue set exists (this process)
