@@ -94,12 +94,20 @@ func (w *Workspace) buildAndPublish(ctx context.Context, job *hermes.Job, res *h
 	}
 	set, err := previewFiles(src, files)
 	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, orDefault(w.PublishTimeout, DefaultPublishTimeout))
 		var served string
-		if served, err = pub.Publish(ctx, c, p, job.ThreadID, set); err == nil {
+		if served, err = pub.Publish(pctx, c, p, job.ThreadID, set); err == nil {
 			res.PreviewURL = served
 		}
+		cancel()
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted):
+		res.Type, res.Interrupted, res.Success = hermes.ResultInterrupted, true, false
+		res.Summary = strings.TrimSpace(noteInterruptedBuild + "\n\n" + res.Summary)
+		return
+	default:
 		log.ErrorContext(ctx, "publishing the preview", "err", err)
 		res.Success, res.Error = false, "publishing the preview failed: "+err.Error()
 		return

@@ -46,8 +46,9 @@ const DefaultKillGrace = 5 * time.Second
 
 // Default limits of a Workspace.
 const (
-	DefaultBuildTimeout = 10 * time.Minute
-	DefaultPushTimeout  = 2 * time.Minute
+	DefaultBuildTimeout   = 10 * time.Minute
+	DefaultPushTimeout    = 2 * time.Minute
+	DefaultPublishTimeout = 5 * time.Minute
 )
 
 // Workspace is one clone of a project's repository.
@@ -85,6 +86,9 @@ type Workspace struct {
 	BuildTimeout time.Duration
 	// PushTimeout bounds git push; DefaultPushTimeout when zero.
 	PushTimeout time.Duration
+	// PublishTimeout bounds the publication of a preview (an S3 sync);
+	// DefaultPublishTimeout when zero.
+	PublishTimeout time.Duration
 
 	noLink sync.Once // the warning that previews have no link
 }
