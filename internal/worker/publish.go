@@ -19,9 +19,9 @@ import (
 // build's output directory, or without a build the checkout's tracked
 // files. The result's link is the project's previewUrlTemplate filled in,
 // else the one the publisher serves the preview at; with neither (S3 and
-// no template) there is none, and a warning says so once. A failed build or publication makes
-// the result unsuccessful (with the build's output tail); the commit stays
-// reported.
+// no template) there is none, and a warning says so once. A failed build
+// or publication makes the result unsuccessful (with the build's output
+// tail); the commit stays reported.
 func (w *Workspace) buildAndPublish(ctx context.Context, job *hermes.Job, res *hermes.ResultMessage) {
 	log := w.log().With("job", job.ID, "thread", job.ThreadID)
 	var files []string
