@@ -172,6 +172,9 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 		}
 	})
 	d.ses = newSESProxy(t, e.ses)
+	// Secrets Manager has no emulator here: a fake speaking its protocol,
+	// with the one secret the tests use.
+	sm := fakeSecretsManager(t, map[string]string{"prod/claude": "sk-ant-e2e-secret"})
 
 	dir := exampleProject(t)
 	d.site = filepath.Join(dir, "site.git")
@@ -192,6 +195,7 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
 		"AWS_CONFIG_FILE": filepath.Join(dir, "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "no-aws-credentials"),
 		"AWS_ENDPOINT_URL_DYNAMODB": e.dynamodb, "AWS_ENDPOINT_URL_SQS": e.sqs, "AWS_ENDPOINT_URL_SESV2": d.ses.URL,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
 	}
 	taskEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range awsVars {
@@ -356,6 +360,10 @@ func (d *awsDeployment) sesSent(inReplyTo, marker string) int {
 func TestAWSEndToEnd(t *testing.T) {
 	agent := testAgent(t)
 	d := newAWSDeployment(t, []string{"scott"}, fmt.Sprintf(`{"kind":"command","command":[%q,"multi"]}`, agent), "interrupt")
+	// A secret of the workers, given as a reference: it must reach the
+	// task as the reference (RunTask overrides can be read back), and the
+	// worker resolves it.
+	d.vars["ANTHROPIC_API_KEY"] = "secretsmanager:prod/claude"
 	_, c, _ := d.start()
 	defer func() {
 		if t.Failed() {
@@ -373,8 +381,12 @@ func TestAWSEndToEnd(t *testing.T) {
 		return d.sesSent("<aws1@example.com>", result.ThreadID) == 2
 	})
 	waitLong(t, "every reply marked sent", func() bool { return c.allSent() })
-	if runs := d.ecs.RunRequests(); len(runs) != 1 {
+	runs := d.ecs.RunRequests()
+	if len(runs) != 1 {
 		t.Fatalf("%d RunTask calls, want 1", len(runs))
+	}
+	if strings.Contains(string(runs[0]), "sk-ant-e2e-secret") || !strings.Contains(string(runs[0]), `"secretsmanager:prod/claude"`) {
+		t.Errorf("RunTask got the secret's value, or not its reference: %s", runs[0])
 	}
 	if st, _ := c.containerState(); st != "running" {
 		t.Errorf("container %s, want running", st)

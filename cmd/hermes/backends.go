@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
@@ -22,6 +23,7 @@ import (
 	"github.com/webordinary/hermes/internal/local"
 	"github.com/webordinary/hermes/internal/metrics"
 	"github.com/webordinary/hermes/internal/s3mail"
+	"github.com/webordinary/hermes/internal/secrets"
 	"github.com/webordinary/hermes/internal/sesout"
 	"github.com/webordinary/hermes/internal/slack"
 	"github.com/webordinary/hermes/internal/smtpout"
@@ -92,6 +94,13 @@ var workerVars = []string{
 	"HERMES_PREVIEW_BUCKET", "HERMES_PREVIEW_PREFIX", "HERMES_S3_PATH_STYLE", "HERMES_GIT_TOKEN", "HERMES_GIT_USERNAME",
 }
 
+// secretWorkerVars are the workerVars that hold secrets. The ECS runner
+// passes them to tasks as they were given — a Secrets Manager reference
+// stays one, resolved by the worker with its task role — because
+// RunTask's environment overrides can be read back by anyone allowed to
+// describe the task.
+var secretWorkerVars = []string{"ANTHROPIC_API_KEY", "HERMES_GIT_TOKEN"}
+
 // processVars are the process's own plumbing, passed on from Hermes's
 // process environment when the configuration does not set them.
 var processVars = []string{"PATH", "HOME", "LANG", "TMPDIR"}
@@ -121,10 +130,12 @@ var (
 
 // openRunner returns the container runner: child `hermes worker`
 // processes (HERMES_RUNNER=local) or ECS tasks (HERMES_RUNNER=ecs). Both
-// give the worker the workerVars of Hermes's environment (ECS as the
-// task's environment overrides), and both tell the users of a container
-// given up on with local.TellWaiting.
-func openRunner(ctx context.Context, cfg config.Config, getenv func(string) string, store hermes.Store, queues hermes.Queues,
+// give the worker the workerVars of Hermes's environment — the local
+// runner with secret references resolved (getenv), the ECS runner as
+// given (raw: a reference reaches the task as a reference, see
+// secretWorkerVars) as the task's environment overrides — and both tell
+// the users of a container given up on with local.TellWaiting.
+func openRunner(ctx context.Context, cfg config.Config, getenv, raw func(string) string, store hermes.Store, queues hermes.Queues,
 	log *slog.Logger, out io.Writer, clock hermes.Clock, breakers awsx.BreakerOptions, woke func(string, time.Duration)) (containerRunner, error) {
 	failed := func(ctx context.Context, c *hermes.Container, detail string) {
 		n, err := local.TellWaiting(ctx, queues, clock, c, detail)
@@ -149,6 +160,12 @@ func openRunner(ctx context.Context, cfg config.Config, getenv func(string) stri
 		for _, cp := range cfg.ECS.CapacityProviders {
 			task.CapacityProviders = append(task.CapacityProviders, ecs.CapacityProvider{Name: cp.Name, Weight: cp.Weight, Base: cp.Base})
 		}
+		for _, k := range secretWorkerVars {
+			if v := raw(k); v != "" && !secrets.IsRef(v) {
+				log.Warn("a secret is passed to edit-container tasks as a plain environment override, readable with ecs:DescribeTasks; give a secretsmanager: reference (the worker resolves it) or set it in the task definition's secrets",
+					"variable", k)
+			}
+		}
 		if cfg.Store == "sqlite" {
 			log.Warn("HERMES_RUNNER=ecs with the SQLite store: tasks reach the store only if they share its file (tests); use HERMES_STORE=dynamodb")
 		}
@@ -157,7 +174,7 @@ func openRunner(ctx context.Context, cfg config.Config, getenv func(string) stri
 			Store: store, Queues: queues, Clock: clock, Log: log, Task: task,
 			// The task definition sets the image's own PATH, HOME and data
 			// directory; Hermes passes the configuration it shares.
-			Env:  local.Environ(getenv, workerVars...),
+			Env:  local.Environ(raw, workerVars...),
 			Woke: woke, Failed: failed,
 		}, nil
 	}
@@ -249,7 +266,7 @@ func openMailFetcher(ctx context.Context, cfg config.Config, breakers awsx.Break
 	if err != nil {
 		return nil, err
 	}
-	return s3mail.New(ac, awsx.NewBreaker("s3", breakers)), nil
+	return s3mail.New(ac, awsx.NewBreaker("s3", breakers), func(o *s3.Options) { o.UsePathStyle = cfg.Preview.PathStyle }), nil
 }
 
 // checkBackends refuses backends this build cannot run yet, so that a

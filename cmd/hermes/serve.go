@@ -43,6 +43,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(args) > 0 {
 		return usageError{"serve takes no arguments; it is configured by the environment"}
 	}
+	raw := getenv // references to secrets unresolved, for the ECS runner's tasks
 	cfg, getenv, err := loadConfig(ctx, getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
@@ -127,7 +128,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		results.Summarizer = s
 	}
 	wakes := &metrics.WakeTimes{}
-	runner, err := openRunner(ctx, cfg, getenv, store, queues, log, stdout, clock, breakers, func(id string, d time.Duration) {
+	runner, err := openRunner(ctx, cfg, getenv, raw, store, queues, log, stdout, clock, breakers, func(id string, d time.Duration) {
 		results.Watch(id) // its results are long-polled from now on, without waiting for the next pass
 		wakes.Observe(d)
 		m.WakeSeconds.Observe(d.Seconds())

@@ -53,6 +53,9 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
+	if err := resolveProcessSecrets(ctx); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
 	if err := checkBackends(cfg); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
