@@ -24,6 +24,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
@@ -33,7 +34,7 @@ import (
 )
 
 // emulators are the AWS emulators CI starts (.ci/services.sh).
-type emulators struct{ dynamodb, sqs, ses string }
+type emulators struct{ dynamodb, sqs, ses, s3 string }
 
 // awsEmulators returns the emulators' endpoints, skipping loudly when one
 // is missing unless HERMES_TEST_REQUIRE_EMULATORS=1 makes that a failure.
@@ -43,10 +44,11 @@ func awsEmulators(t *testing.T) emulators {
 		dynamodb: os.Getenv("HERMES_TEST_DYNAMODB_ENDPOINT"),
 		sqs:      os.Getenv("HERMES_TEST_SQS_ENDPOINT"),
 		ses:      strings.TrimRight(os.Getenv("HERMES_TEST_SES_ENDPOINT"), "/"),
+		s3:       os.Getenv("HERMES_TEST_S3_ENDPOINT"),
 	}
-	if e.dynamodb == "" || e.sqs == "" || e.ses == "" {
+	if e.dynamodb == "" || e.sqs == "" || e.ses == "" || e.s3 == "" {
 		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_DYNAMODB_ENDPOINT, HERMES_TEST_SQS_ENDPOINT and HERMES_TEST_SES_ENDPOINT are needed with HERMES_TEST_REQUIRE_EMULATORS=1: start the emulators (. .ci/services.sh)")
+			t.Fatal("HERMES_TEST_DYNAMODB_ENDPOINT, HERMES_TEST_SQS_ENDPOINT, HERMES_TEST_SES_ENDPOINT and HERMES_TEST_S3_ENDPOINT are needed with HERMES_TEST_REQUIRE_EMULATORS=1: start the emulators (. .ci/services.sh)")
 		}
 		t.Skip("SKIPPING: the AWS emulators are not running (. .ci/services.sh starts them)")
 	}
@@ -136,6 +138,8 @@ type awsDeployment struct {
 	prefix string            // of every queue of the deployment
 	intake string            // the SES intake queue's name
 	queues *sqs.Queues       // on the emulator, for the test's own sends
+	s3     *s3.Client        // on the emulator: the previews' bucket
+	bucket string
 	ecs    *ecstest.Server
 	ses    *sesProxy
 	tasks  *logLines // the tasks' output
@@ -156,7 +160,8 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	d := &awsDeployment{t: t, prefix: "t" + id + "-", tasks: newLogLines(), taskData: filepath.Join(t.TempDir(), "task")}
+	d := &awsDeployment{t: t, prefix: "t" + id + "-", tasks: newLogLines(), taskData: filepath.Join(t.TempDir(), "task"),
+		bucket: "previews-" + id}
 	d.intake = d.prefix + "intake"
 	table := "hermes-e2e-" + id
 
@@ -172,6 +177,10 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 		}
 	})
 	d.ses = newSESProxy(t, e.ses)
+	d.s3 = s3.NewFromConfig(awsx.Emulator(e.s3), func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := d.s3.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(d.bucket)}); err != nil {
+		t.Fatalf("the previews' bucket: %v", err)
+	}
 	// Secrets Manager has no emulator here: a fake speaking its protocol,
 	// with the one secret the tests use.
 	sm := fakeSecretsManager(t, map[string]string{"prod/claude": "sk-ant-e2e-secret"})
@@ -184,7 +193,8 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 	}
 	projects := filepath.Join(dir, "projects.json")
 	if err := os.WriteFile(projects, fmt.Appendf(nil, `{"clients":[{"id":"amelia","name":"Amelia Stamps","projects":[{"id":"site",
-		"repoUrl":%q,"emailAddresses":["edit@amelia.example.com"],"agent":%s,"busyPolicy":%q}],
+		"repoUrl":%q,"emailAddresses":["edit@amelia.example.com"],"agent":%s,"busyPolicy":%q,
+		"previewUrlTemplate":"https://edit.amelia.example.com/{thread}/"}],
 		"users":[%s]}]}`, d.site, agentJSON, busyPolicy, strings.Join(members, ",")), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +205,7 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
 		"AWS_CONFIG_FILE": filepath.Join(dir, "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "no-aws-credentials"),
 		"AWS_ENDPOINT_URL_DYNAMODB": e.dynamodb, "AWS_ENDPOINT_URL_SQS": e.sqs, "AWS_ENDPOINT_URL_SESV2": d.ses.URL,
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL, "AWS_ENDPOINT_URL_S3": e.s3,
 	}
 	taskEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range awsVars {
@@ -220,6 +230,8 @@ func newAWSDeployment(t *testing.T, users []string, agentJSON, busyPolicy string
 		"ECS_CAPACITY_PROVIDER":     "FARGATE_SPOT",
 		"HERMES_RECONCILE_INTERVAL": "1s", "HERMES_RESULTS_INTERVAL": "500ms", "HERMES_JOB_VISIBILITY": "30s",
 		"HERMES_IDLE_TIMEOUT": "10m",
+		// Workers publish previews to S3 (path-style for the emulator).
+		"HERMES_PREVIEW_BUCKET": d.bucket, "HERMES_S3_PATH_STYLE": "on",
 	}
 	for k, v := range awsVars {
 		d.vars[k] = v
@@ -318,6 +330,19 @@ func (d *awsDeployment) email(user, msgID, subject, body string, replyTo *outbox
 	return string(envelope)
 }
 
+// object returns an object of the previews' bucket ("" when missing).
+func (d *awsDeployment) object(key string) string {
+	d.t.Helper()
+	out, err := d.s3.GetObject(d.t.Context(), &s3.GetObjectInput{Bucket: aws.String(d.bucket), Key: aws.String(key)})
+	if err != nil {
+		d.t.Logf("GetObject %s: %v", key, err)
+		return ""
+	}
+	defer out.Body.Close()
+	b, _ := io.ReadAll(out.Body)
+	return string(b)
+}
+
 // send puts a body on the intake queue.
 func (d *awsDeployment) send(body string) {
 	d.t.Helper()
@@ -381,6 +406,14 @@ func TestAWSEndToEnd(t *testing.T) {
 		return d.sesSent("<aws1@example.com>", result.ThreadID) == 2
 	})
 	waitLong(t, "every reply marked sent", func() bool { return c.allSent() })
+	// The preview: synced to the bucket by the worker, linked by the
+	// project's template.
+	if want := "https://edit.amelia.example.com/" + result.ThreadID + "/"; !strings.Contains(result.Text, want) {
+		t.Errorf("result reply without the preview link %s: %q", want, result.Text)
+	}
+	if page := d.object("amelia/site/" + result.ThreadID + "/index.html"); !strings.Contains(page, "<title>Harbour</title>") {
+		t.Errorf("the published preview: %q", page)
+	}
 	runs := d.ecs.RunRequests()
 	if len(runs) != 1 {
 		t.Fatalf("%d RunTask calls, want 1", len(runs))
@@ -402,6 +435,9 @@ func TestAWSEndToEnd(t *testing.T) {
 		t.Errorf("follow-up result %+v, want it in thread %s", second, result.ThreadID)
 	}
 	waitLong(t, "the follow-up sent through SES", func() bool { return d.sesSent("<aws2@example.com>", result.ThreadID) == 2 })
+	if page := d.object("amelia/site/" + result.ThreadID + "/index.html"); !strings.Contains(page, "<title>Lighthouse</title>") {
+		t.Errorf("the preview after the follow-up: %q", page)
+	}
 	time.Sleep(time.Second) // time for a duplicate to show, if there were one
 	if n := c.count("ack", "<aws1@example.com>"); n != 1 {
 		t.Errorf("%d acknowledgements of the first mail, want 1 (the redelivery is a duplicate)", n)
