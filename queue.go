@@ -43,6 +43,18 @@ type Queues interface {
 	// Delete removes a received message by its receipt handle. A receipt
 	// whose message is already gone is not an error (deletes are retried).
 	Delete(ctx context.Context, queue, receipt string) error
+	// DeleteBatch removes up to MaxReceiveBatch received messages by their
+	// receipts in one call (SQS DeleteMessageBatch), for consumers that
+	// finish a received batch together. Each receipt is deleted as Delete
+	// would: one whose message is already gone, or held under a newer
+	// receipt, is not an error. An empty list does nothing. Invalid, with
+	// nothing deleted, for more than MaxReceiveBatch receipts or an empty
+	// one; NotFound if the queue does not exist. When some receipts fail for
+	// another reason the others are deleted, and the error (of the failures'
+	// kind when they share one, else Internal) says how many failed; the
+	// messages that failed become visible again after their visibility, as
+	// undeleted messages do.
+	DeleteBatch(ctx context.Context, queue string, receipts []string) error
 	// ChangeVisibility hides a received message for d from now (0 makes it
 	// visible at once), e.g. to extend the time a long job holds it.
 	// Conflict if the receipt is not the message's current one (it became

@@ -80,6 +80,8 @@ func QueueSuite(t *testing.T, o QueueOpener) {
 			{"TooLarge", x.testTooLarge},
 			{"BatchMax", x.testBatchMax},
 			{"EachOnceWhenDeleted", x.testEachOnce},
+			{"DeleteBatch", x.testDeleteBatch},
+			{"DeleteBatchLimits", x.testDeleteBatchLimits},
 		}},
 		{"Visibility", []leaf{
 			{"HiddenThenVisibleAgain", x.testHiddenThenVisible},
@@ -87,6 +89,7 @@ func QueueSuite(t *testing.T, o QueueOpener) {
 			{"ChangeVisibilityExtends", x.testChangeVisibilityExtends},
 			{"ChangeVisibilityStaleReceipt", x.testChangeVisibilityStale},
 			{"DeleteStaleReceipt", x.testDeleteStale},
+			{"DeleteBatchStaleReceipts", x.testDeleteBatchStale},
 		}},
 		{"LongPoll", []leaf{
 			{"WakesOnSend", x.testWakesOnSend},
@@ -256,6 +259,43 @@ func (e *qenv) receiveOne(why, queue string, within, vis time.Duration) hermes.D
 			e.t.Fatalf("%s: no message received from %s within %v", why, queue, within)
 		}
 	}
+}
+
+// receiveAll receives from queue (batches of up to 10, waits of 1 s) until
+// n distinct messages came, hidden for vis, and returns them in the order
+// received with the time the last Receive returned. It fails the test when
+// they do not all come within 5 s, and skips it when one comes twice (the
+// receives outlasted vis: too slow to check what the caller wants to).
+func (e *qenv) receiveAll(why, queue string, n int, vis time.Duration) ([]hermes.Delivery, time.Time) {
+	e.t.Helper()
+	var got []hermes.Delivery
+	seen := map[string]bool{}
+	var last time.Time
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < n {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: received %d of %d messages from %s within 5 s", why, len(got), n, queue)
+		}
+		ds := e.receive(queue, min(n-len(got), hermes.MaxReceiveBatch), time.Second, vis)
+		last = time.Now()
+		for _, d := range ds {
+			if seen[d.ID] {
+				e.t.Skipf("too slow to check: message %s was received again, after its visibility of %v, before %d messages were received", d.ID, vis, n)
+			}
+			seen[d.ID] = true
+			got = append(got, d)
+		}
+	}
+	return got, last
+}
+
+// receipts returns the receipts of ds.
+func receipts(ds []hermes.Delivery) []string {
+	rs := make([]string, len(ds))
+	for i, d := range ds {
+		rs[i] = d.Receipt
+	}
+	return rs
 }
 
 // expectNone receives from queue with the given wait and fails the test if
@@ -469,6 +509,7 @@ func (x *qsuite) testDeleteQueue(t *testing.T) {
 	wantKind(t, "Receive from a deleted queue", err, hermes.NotFound)
 	_, err = e.q.Stats(e.ctx, q)
 	wantKind(t, "Stats of a deleted queue", err, hermes.NotFound)
+	wantKind(t, "DeleteBatch on a deleted queue", e.q.DeleteBatch(e.ctx, q, []string{"receipt-1"}), hermes.NotFound)
 	wantKind(t, "DeleteQueue of a deleted queue", e.q.DeleteQueue(e.ctx, q), hermes.NotFound)
 	wantKind(t, "DeleteQueue of a queue that never existed", e.q.DeleteQueue(e.ctx, e.name("never")), hermes.NotFound)
 	if got := e.list(e.prefix); len(got) != 0 {
@@ -513,6 +554,8 @@ func (x *qsuite) testUnknownQueue(t *testing.T) {
 	wantKind(t, "Receive from a queue that does not exist", err, hermes.NotFound)
 	_, err = e.q.Stats(e.ctx, missing)
 	wantKind(t, "Stats of a queue that does not exist", err, hermes.NotFound)
+	err = e.q.DeleteBatch(e.ctx, missing, []string{"receipt-1", "receipt-2"})
+	wantKind(t, "DeleteBatch on a queue that does not exist", err, hermes.NotFound)
 }
 
 func (x *qsuite) testTooLarge(t *testing.T) {
@@ -629,6 +672,55 @@ func (x *qsuite) testEachOnce(t *testing.T) {
 	e.wantStats("after every message was received and deleted", q, hermes.QueueStats{})
 }
 
+// testDeleteBatch deletes a full batch (MaxReceiveBatch messages) with one
+// DeleteBatch: none comes back after its visibility, and the queue is empty.
+func (x *qsuite) testDeleteBatch(t *testing.T) {
+	e := x.open(t)
+	q := e.create("a", hermes.QueueOptions{VisibilityTimeout: qLong})
+	const vis = 2 * time.Second
+	for i := range hermes.MaxReceiveBatch {
+		e.send(q, fmt.Sprintf("m%d", i), nil)
+	}
+	ds, received := e.receiveAll("the sent messages", q, hermes.MaxReceiveBatch, vis)
+	e.mustDo(fmt.Sprintf("DeleteBatch of %d receipts", len(ds)), e.q.DeleteBatch(e.ctx, q, receipts(ds)))
+	e.wantStats(fmt.Sprintf("after DeleteBatch of all %d received messages", len(ds)), q, hermes.QueueStats{})
+	if err := e.q.DeleteBatch(e.ctx, q, receipts(ds)); err != nil {
+		t.Errorf("DeleteBatch again of deleted messages: got %v, want no error (deletes are retried)", err)
+	}
+	// Had any not been deleted, it would be visible again now.
+	sleepUntil(received.Add(vis + 200*time.Millisecond))
+	e.expectNone(fmt.Sprintf("messages deleted with DeleteBatch must never come back after their visibility (%v)", vis), q, time.Second)
+	e.wantStats("after DeleteBatch, past the visibility", q, hermes.QueueStats{})
+}
+
+// testDeleteBatchLimits checks that an empty list does nothing and that more
+// than MaxReceiveBatch receipts, or an empty receipt, are Invalid and delete
+// nothing.
+func (x *qsuite) testDeleteBatchLimits(t *testing.T) {
+	e := x.open(t)
+	q := e.create("a", hermes.QueueOptions{VisibilityTimeout: qLong})
+	n := hermes.MaxReceiveBatch + 1
+	for i := range n {
+		e.send(q, fmt.Sprintf("m%d", i), nil)
+	}
+	ds, _ := e.receiveAll("the sent messages", q, n, qLong)
+	rs := receipts(ds)
+
+	if err := e.q.DeleteBatch(e.ctx, q, nil); err != nil {
+		t.Errorf("DeleteBatch of a nil list: got %v, want no error (it does nothing)", err)
+	}
+	if err := e.q.DeleteBatch(e.ctx, q, []string{}); err != nil {
+		t.Errorf("DeleteBatch of an empty list: got %v, want no error (it does nothing)", err)
+	}
+	wantKind(t, fmt.Sprintf("DeleteBatch of %d receipts (MaxReceiveBatch+1)", n), e.q.DeleteBatch(e.ctx, q, rs), hermes.Invalid)
+	wantKind(t, "DeleteBatch of a receipt and an empty one", e.q.DeleteBatch(e.ctx, q, []string{rs[0], ""}), hermes.Invalid)
+	e.wantStats(fmt.Sprintf("%d received messages after empty and refused DeleteBatch calls, which delete nothing", n), q, hermes.QueueStats{InFlight: n})
+
+	e.mustDo("DeleteBatch of MaxReceiveBatch receipts", e.q.DeleteBatch(e.ctx, q, rs[:hermes.MaxReceiveBatch]))
+	e.mustDo("DeleteBatch of one receipt", e.q.DeleteBatch(e.ctx, q, rs[hermes.MaxReceiveBatch:]))
+	e.wantStats("after every received message was deleted in two batches", q, hermes.QueueStats{})
+}
+
 // ---------------------------------------------------------------------------
 // Visibility
 
@@ -741,6 +833,41 @@ func (x *qsuite) testDeleteStale(t *testing.T) {
 	sleepUntil(received.Add(qVis + 200*time.Millisecond))
 	e.expectNone("a deleted message must never come back", q, time.Second)
 	e.wantStats("after the only message was deleted", q, hermes.QueueStats{})
+}
+
+// testDeleteBatchStale deletes a batch that mixes live receipts with a stale
+// one (its message was received again) and one of a deleted message: no
+// error, and the live ones are deleted.
+func (x *qsuite) testDeleteBatchStale(t *testing.T) {
+	e := x.open(t)
+	q := e.create("a", hermes.QueueOptions{VisibilityTimeout: qLong})
+	const vis = 2 * time.Second
+	e.send(q, "received twice", nil)
+	a1 := e.receiveOne("first receive", q, 3*time.Second, qVis)
+	a2 := e.receiveOne("receive after the visibility (1 s) ended", q, 4*time.Second, vis)
+	if a2.ID != a1.ID || a2.Receipt == a1.Receipt {
+		t.Fatalf("the second receive got %s with receipt %q, want %s again with a new receipt", a2.ID, a2.Receipt, a1.ID)
+	}
+	e.send(q, "live", nil)
+	e.send(q, "deleted", nil)
+	ds, received := e.receiveAll("the two messages sent next", q, 2, vis)
+	live, gone := ds[0], ds[1]
+	if live.Body != "live" {
+		live, gone = gone, live
+	}
+	e.mustDo("Delete", e.q.Delete(e.ctx, q, gone.Receipt))
+
+	batch := []string{a1.Receipt, live.Receipt, gone.Receipt, a2.Receipt}
+	if err := e.q.DeleteBatch(e.ctx, q, batch); err != nil {
+		t.Fatalf("DeleteBatch of [a stale receipt (the message was received again), a live one, one of a deleted message, "+
+			"the current one of the message received again]: got %v, want no error", err)
+	}
+	err := e.q.ChangeVisibility(e.ctx, q, live.Receipt, 0)
+	wantKind(t, "ChangeVisibility with a live receipt deleted in a DeleteBatch that held stale receipts too", err, hermes.Conflict)
+	e.wantStats("after DeleteBatch of every live receipt", q, hermes.QueueStats{})
+	// Had the live ones not been deleted, they would be visible again now.
+	sleepUntil(received.Add(vis + 200*time.Millisecond))
+	e.expectNone("messages deleted with DeleteBatch among stale receipts must never come back", q, time.Second)
 }
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,10 @@ package hermestest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +24,71 @@ func TestQueueSuite(t *testing.T) {
 		New: func(t *testing.T) hermes.Queues { return &refQueues{s: newRefQueueStore()} },
 		Reopen: func(t *testing.T, q hermes.Queues) hermes.Queues {
 			return &refQueues{s: q.(*refQueues).s}
+		},
+	})
+}
+
+// Bugs planted in refQueues, each of which the suite must catch.
+const (
+	bugDeleteBatchFirstOnly     = "DeleteBatchFirstOnly"     // deletes the first receipt only
+	bugDeleteBatchStaleConflict = "DeleteBatchStaleConflict" // a stale receipt fails the batch (after deleting the others)
+	bugDeleteBatchNoLimits      = "DeleteBatchNoLimits"      // takes 11 receipts, or an empty one
+	bugDeleteBatchNoQueueCheck  = "DeleteBatchNoQueueCheck"  // no NotFound for a missing queue
+)
+
+// plantedBugEnv names the bug TestQueueSuitePlanted plants; it is set only
+// in the test binaries that TestQueueSuiteCatchesBugs runs.
+const plantedBugEnv = "HERMES_TEST_QUEUESUITE_BUG"
+
+// TestQueueSuiteCatchesBugs runs the suite's subtests that should fail
+// against refQueues with a planted bug (each in a test binary of its own,
+// through TestQueueSuitePlanted, since a failing subtest fails its parent)
+// and checks that they do: a suite that passes a broken adapter checks
+// nothing.
+func TestQueueSuiteCatchesBugs(t *testing.T) {
+	if os.Getenv(plantedBugEnv) != "" {
+		t.Skip("running a planted bug")
+	}
+	for _, c := range []struct {
+		bug   string
+		run   string // the -test.run pattern below TestQueueSuitePlanted
+		fails string // the subtest that must fail
+	}{
+		{bugDeleteBatchFirstOnly, "Messages/^DeleteBatch$", "Messages/DeleteBatch"},
+		{bugDeleteBatchFirstOnly, "Visibility/DeleteBatchStaleReceipts", "Visibility/DeleteBatchStaleReceipts"},
+		{bugDeleteBatchStaleConflict, "Visibility/DeleteBatchStaleReceipts", "Visibility/DeleteBatchStaleReceipts"},
+		{bugDeleteBatchNoLimits, "Messages/DeleteBatchLimits", "Messages/DeleteBatchLimits"},
+		{bugDeleteBatchNoQueueCheck, "Messages/UnknownQueue", "Messages/UnknownQueue"},
+		{bugDeleteBatchNoQueueCheck, "Manage/DeleteQueue", "Manage/DeleteQueue"},
+	} {
+		t.Run(c.bug+"/"+strings.ReplaceAll(c.fails, "/", "_"), func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestQueueSuitePlanted$/"+c.run, "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), plantedBugEnv+"="+c.bug)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("running the suite with bug %s: %v (want a failing exit)\n%s", c.bug, err, out)
+			}
+			if want := "--- FAIL: TestQueueSuitePlanted/" + c.fails + " "; !strings.Contains(string(out), want) {
+				t.Errorf("with bug %s planted, %s did not fail; the output:\n%s", c.bug, c.fails, out)
+			}
+		})
+	}
+}
+
+// TestQueueSuitePlanted runs the suite against refQueues with the bug that
+// plantedBugEnv names; TestQueueSuiteCatchesBugs runs it, expecting it to
+// fail. It is skipped otherwise.
+func TestQueueSuitePlanted(t *testing.T) {
+	bug := os.Getenv(plantedBugEnv)
+	if bug == "" {
+		t.Skip("no planted bug: run by TestQueueSuiteCatchesBugs")
+	}
+	QueueSuite(t, QueueOpener{
+		New: func(t *testing.T) hermes.Queues { return &refQueues{s: newRefQueueStore(), bug: bug} },
+		Reopen: func(t *testing.T, q hermes.Queues) hermes.Queues {
+			return &refQueues{s: q.(*refQueues).s, bug: bug}
 		},
 	})
 }
@@ -52,8 +120,12 @@ func newRefQueueStore() *refQueueStore {
 
 // refQueues is one handle on a refQueueStore. (Without Reopen the suite
 // only skips LongPoll/WakesAcrossHandles, so it is not run a second time
-// without one: that would double the package's test time.)
-type refQueues struct{ s *refQueueStore }
+// without one: that would double the package's test time.) bug, when set,
+// plants one of the bugs of TestQueueSuiteCatchesBugs.
+type refQueues struct {
+	s   *refQueueStore
+	bug string
+}
 
 var _ hermes.Queues = (*refQueues)(nil)
 
@@ -254,6 +326,42 @@ func (h *refQueues) Delete(ctx context.Context, queue, receipt string) error {
 	}
 	if i := q.find(receipt); i >= 0 {
 		q.msgs = slices.Delete(q.msgs, i, i+1)
+	}
+	return nil
+}
+
+func (h *refQueues) DeleteBatch(ctx context.Context, queue string, receipts []string) error {
+	if h.bug != bugDeleteBatchNoLimits && (len(receipts) > hermes.MaxReceiveBatch || slices.Contains(receipts, "")) {
+		return hermes.Errorf(hermes.Invalid, "bad receipts")
+	}
+	if len(receipts) == 0 {
+		return nil
+	}
+	s, err := h.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	q, err := s.queue(queue)
+	if err != nil && h.bug != bugDeleteBatchNoQueueCheck {
+		return err
+	}
+	if q == nil {
+		return nil
+	}
+	if h.bug == bugDeleteBatchFirstOnly {
+		receipts = receipts[:1]
+	}
+	stale := false
+	for _, r := range receipts {
+		if i := q.find(r); i >= 0 {
+			q.msgs = slices.Delete(q.msgs, i, i+1)
+		} else {
+			stale = true
+		}
+	}
+	if stale && h.bug == bugDeleteBatchStaleConflict {
+		return hermes.Errorf(hermes.Conflict, "a receipt is not current")
 	}
 	return nil
 }

@@ -21,10 +21,18 @@
 //   - A receipt that this adapter knows to be stale (the message was received
 //     again, or deleted, through the same Queues) is refused with Conflict by
 //     ChangeVisibility and ignored by Delete without calling SQS, as the
-//     contract says. SQS itself refuses ChangeMessageVisibility with such a
-//     receipt (InvalidParameterValue, ReceiptHandleIsInvalid or
-//     MessageNotInflight: all Conflict); a stale receipt from another process
-//     is left to SQS.
+//     contract says; DeleteBatch leaves such receipts out of its
+//     DeleteMessageBatch (and calls nothing when all are). SQS itself refuses
+//     ChangeMessageVisibility with such a receipt (InvalidParameterValue,
+//     ReceiptHandleIsInvalid or MessageNotInflight: all Conflict); a stale
+//     receipt from another process is left to SQS.
+//   - DeleteMessageBatch answers for each entry. One refused as stale
+//     (ReceiptHandleIsInvalid, or InvalidParameterValue about the
+//     ReceiptHandle) counts as deleted, as in Delete; any other failed entry
+//     is mapped as the error of a call would be (SenderFault false:
+//     Unavailable), and DeleteBatch's error says how many failed while the
+//     other entries are deleted. DeleteBatch, the Purge fallback and Redrive
+//     share this.
 //   - Redrive receives from the dead-letter queue, sends each message to the
 //     queue (a new message: new id, new SentAt, receive count 0) and then
 //     deletes it from the dead-letter queue, in batches of 10.
@@ -46,6 +54,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +64,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sqssdk "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
@@ -135,7 +145,8 @@ func mapErr(op, queue string, err error) error {
 	}
 	switch code := awsx.Code(err); code {
 	case "InvalidMessageContents", "InvalidAttributeName", "InvalidAttributeValue", "InvalidParameterValue",
-		"MissingParameter", "InvalidAddress", "InvalidBatchEntryId", "TooManyEntriesInBatchRequest":
+		"MissingParameter", "InvalidAddress", "InvalidBatchEntryId", "TooManyEntriesInBatchRequest",
+		"EmptyBatchRequest", "BatchEntryIdsNotDistinct":
 		return &hermes.Error{Op: op, Kind: hermes.Invalid, Message: "SQS refused the request (" + code + ")", Err: err}
 	}
 	return awsx.Wrap(op, err)
@@ -618,6 +629,26 @@ func (q *Queues) Delete(ctx context.Context, queue, receipt string) error {
 	return q.checked(queue, err)
 }
 
+// DeleteBatch deletes up to 10 received messages with one
+// DeleteMessageBatch, as Delete does each (see deleteBatch).
+func (q *Queues) DeleteBatch(ctx context.Context, queue string, receipts []string) error {
+	const op = "sqs.DeleteBatch"
+	if len(receipts) > hermes.MaxReceiveBatch {
+		return hermes.Errorf(hermes.Invalid, "at most %d receipts can be deleted in one batch, not %d", hermes.MaxReceiveBatch, len(receipts))
+	}
+	if slices.Contains(receipts, "") {
+		return hermes.Errorf(hermes.Invalid, "receipt is empty")
+	}
+	if len(receipts) == 0 {
+		return nil
+	}
+	u, err := q.url(ctx, op, queue)
+	if err != nil {
+		return err
+	}
+	return q.checked(queue, q.deleteBatch(ctx, op, queue, u, receipts))
+}
+
 // ChangeVisibility hides a received message for d from now, rounded up to
 // whole seconds.
 func (q *Queues) ChangeVisibility(ctx context.Context, queue, receipt string, d time.Duration) error {
@@ -683,18 +714,38 @@ func (q *Queues) drain(ctx context.Context, op, queue, u string) error {
 		if err != nil || len(ms) == 0 {
 			return err
 		}
-		if _, err := q.deleteBatch(ctx, op, queue, u, ms); err != nil {
+		if err := q.deleteBatch(ctx, op, queue, u, receiptsOf(ms)); err != nil {
 			return err
 		}
 	}
 }
 
-// deleteBatch deletes received messages with DeleteMessageBatch and returns
-// how many went (a stale receipt counts as gone).
-func (q *Queues) deleteBatch(ctx context.Context, op, queue, u string, ms []types.Message) (int, error) {
-	entries := make([]types.DeleteMessageBatchRequestEntry, len(ms))
+// receiptsOf returns the receipt handles of ms.
+func receiptsOf(ms []types.Message) []string {
+	rs := make([]string, len(ms))
 	for i, m := range ms {
-		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		rs[i] = aws.ToString(m.ReceiptHandle)
+	}
+	return rs
+}
+
+// deleteBatch deletes received messages by their receipts (at most 10)
+// with one DeleteMessageBatch, as Delete does each: a receipt this adapter
+// knows to be stale is not sent, one that SQS refuses as stale counts as
+// deleted, and the receipts of deleted messages are recorded as such. When
+// the call fails, its error is mapped as usual; when only some entries
+// fail, the others are deleted and the error says how many failed, of the
+// kind they share (Unavailable for faults of SQS), else Internal.
+func (q *Queues) deleteBatch(ctx context.Context, op, queue, u string, receipts []string) error {
+	entries := make([]types.DeleteMessageBatchRequestEntry, 0, len(receipts))
+	for i, r := range receipts {
+		if q.receipts.stale(r) {
+			continue // held under a newer receipt, or deleted already
+		}
+		entries = append(entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r)})
+	}
+	if len(entries) == 0 {
+		return nil
 	}
 	var out *sqssdk.DeleteMessageBatchOutput
 	err := q.call(op, queue, func() (err error) {
@@ -702,18 +753,55 @@ func (q *Queues) deleteBatch(ctx context.Context, op, queue, u string, ms []type
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	n := len(out.Successful)
+	receipt := func(id *string) (string, bool) {
+		i, err := strconv.Atoi(aws.ToString(id))
+		if err != nil || i < 0 || i >= len(receipts) {
+			return "", false
+		}
+		return receipts[i], true
+	}
+	answered := map[string]bool{}
+	for _, s := range out.Successful {
+		if r, ok := receipt(s.Id); ok {
+			answered[aws.ToString(s.Id)] = true
+			q.receipts.deleted(r)
+		}
+	}
+	var failed []error
 	for _, f := range out.Failed {
-		code := aws.ToString(f.Code)
-		if code == "ReceiptHandleIsInvalid" || (code == "InvalidParameterValue" && strings.Contains(aws.ToString(f.Message), "ReceiptHandle")) {
-			n++
+		r, ok := receipt(f.Id)
+		if !ok {
 			continue
 		}
-		return n, hermes.Errorf(hermes.Internal, "deleting from queue %q: %s: %s", queue, code, aws.ToString(f.Message))
+		answered[aws.ToString(f.Id)] = true
+		fault := smithy.FaultServer
+		if f.SenderFault {
+			fault = smithy.FaultClient
+		}
+		err := mapErr(op, queue, &smithy.GenericAPIError{Code: aws.ToString(f.Code), Message: aws.ToString(f.Message), Fault: fault})
+		if hermes.IsKind(err, hermes.Conflict) {
+			q.receipts.deleted(r) // the message is gone already
+			continue
+		}
+		failed = append(failed, err)
 	}
-	return n, nil
+	for _, e := range entries {
+		if !answered[aws.ToString(e.Id)] {
+			failed = append(failed, hermes.E(op, hermes.Internal, errors.New("SQS answered nothing for the entry")))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	kind := hermes.ErrorKind(failed[0])
+	for _, err := range failed[1:] {
+		if hermes.ErrorKind(err) != kind {
+			kind = hermes.Internal
+		}
+	}
+	return &hermes.Error{Op: op, Kind: kind, Message: fmt.Sprintf("%d of %d messages not deleted from queue %q", len(failed), len(receipts), queue), Err: errors.Join(failed...)}
 }
 
 // Redrive moves up to max messages from the dead-letter queue to queue
@@ -746,7 +834,7 @@ func (q *Queues) Redrive(ctx context.Context, deadLetter, queue string, max int)
 		if err != nil {
 			return moved, q.checked(queue, err)
 		}
-		if _, err := q.deleteBatch(ctx, op, deadLetter, from, sent); err != nil {
+		if err := q.deleteBatch(ctx, op, deadLetter, from, receiptsOf(sent)); err != nil {
 			// Sent but not deleted: they come back to the dead-letter queue
 			// after their visibility, and a later redrive sends them again.
 			return moved, err
