@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -274,6 +275,48 @@ func TestLongContainerIDs(t *testing.T) {
 	// One character more than SQS allows is refused before calling it.
 	if err := q.CreateQueue(ctx, strings.Repeat("x", 81), hermes.QueueOptions{}); !hermes.IsKind(err, hermes.Invalid) {
 		t.Errorf("CreateQueue of an 81-character name: %v, want Invalid", err)
+	}
+}
+
+// DeleteBatch is one DeleteMessageBatch; receipts this handle knows to be
+// stale are left out of it, and a batch of only such receipts calls
+// nothing. (The suite checks what the contract says; this checks the
+// calls.)
+func TestDeleteBatchCalls(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	q, c := counted(t)
+	name := prefix(t, q) + "a"
+	mustDo(t, "CreateQueue", q.CreateQueue(ctx, name, hermes.QueueOptions{VisibilityTimeout: 30 * time.Second}))
+	for i := range hermes.MaxReceiveBatch {
+		if _, err := q.Send(ctx, name, fmt.Sprintf("m%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rs []string
+	for len(rs) < hermes.MaxReceiveBatch {
+		ds, err := q.Receive(ctx, name, hermes.MaxReceiveBatch, time.Second, time.Minute)
+		mustDo(t, "Receive", err)
+		if len(ds) == 0 {
+			t.Fatalf("received %d of %d messages", len(rs), hermes.MaxReceiveBatch)
+		}
+		for _, d := range ds {
+			rs = append(rs, d.Receipt)
+		}
+	}
+	mustDo(t, "DeleteBatch", q.DeleteBatch(ctx, name, rs))
+	if n, single := c.get("DeleteMessageBatch"), c.get("DeleteMessage"); n != 1 || single != 0 {
+		t.Errorf("DeleteBatch of %d receipts made %d DeleteMessageBatch and %d DeleteMessage calls, want 1 and 0", len(rs), n, single)
+	}
+	// Deleted through this handle: stale, so nothing to send.
+	mustDo(t, "DeleteBatch again", q.DeleteBatch(ctx, name, rs))
+	if n := c.get("DeleteMessageBatch"); n != 1 {
+		t.Errorf("DeleteBatch of receipts deleted already made %d more DeleteMessageBatch calls, want none", n-1)
+	}
+	st, err := q.Stats(ctx, name)
+	mustDo(t, "Stats", err)
+	if st != (hermes.QueueStats{}) {
+		t.Errorf("Stats after DeleteBatch = %+v, want an empty queue", st)
 	}
 }
 

@@ -1,7 +1,12 @@
 package sqs
 
 import (
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +14,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/webordinary/hermes"
+	"github.com/webordinary/hermes/internal/awsx"
 )
 
 func TestMapErr(t *testing.T) {
@@ -81,5 +87,119 @@ func TestReceipts(t *testing.T) {
 	r.deleted("r2")
 	if !r.stale("r2") || !r.stale("r1") {
 		t.Fatal("receipts of a deleted message must be stale")
+	}
+}
+
+// fakeDeleteBatch answers DeleteMessageBatch as SQS does, by the receipt's
+// prefix: "ok" deleted, "stale" ReceiptHandleIsInvalid, "busy" a fault of
+// SQS (SenderFault false), "denied" AccessDenied, "silent" left out of the
+// answer; a receipt "no-queue" fails the whole call with QueueDoesNotExist.
+// (local-aws-sqs marks every failed entry a sender fault, and fails entries
+// only for invalid receipts.)
+func fakeDeleteBatch(t *testing.T, calls *atomic.Int32) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if target := r.Header.Get("X-Amz-Target"); target != "AmazonSQS.DeleteMessageBatch" {
+			t.Errorf("unexpected call %s", target)
+			http.Error(w, "unexpected", http.StatusBadRequest)
+			return
+		}
+		var in struct {
+			QueueUrl string
+			Entries  []struct{ Id, ReceiptHandle string }
+		}
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			t.Errorf("request body: %v", err)
+		}
+		type failed struct {
+			Id, Code, Message string
+			SenderFault       bool
+		}
+		var out struct {
+			Successful []map[string]string `json:",omitempty"`
+			Failed     []failed            `json:",omitempty"`
+		}
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		for _, e := range in.Entries {
+			kind, _, _ := strings.Cut(e.ReceiptHandle, "-")
+			switch kind {
+			case "ok":
+				out.Successful = append(out.Successful, map[string]string{"Id": e.Id})
+			case "stale":
+				out.Failed = append(out.Failed, failed{e.Id, "ReceiptHandleIsInvalid", "The input receipt handle is not a valid receipt handle.", true})
+			case "busy":
+				out.Failed = append(out.Failed, failed{e.Id, "InternalError", "We encountered an internal error.", false})
+			case "denied":
+				out.Failed = append(out.Failed, failed{e.Id, "AccessDenied", "Access to the resource is denied.", true})
+			case "no":
+				w.WriteHeader(http.StatusBadRequest)
+				_ = json.NewEncoder(w).Encode(map[string]string{"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "The specified queue does not exist."})
+				return
+			}
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// DeleteBatch's answer to SQS's per-entry results: stale receipts count as
+// deleted, other failures are counted in one error of their kind (Internal
+// when they differ), the rest are deleted and recorded so.
+func TestDeleteBatchEntryFailures(t *testing.T) {
+	var calls atomic.Int32
+	srv := fakeDeleteBatch(t, &calls)
+	q := New(awsx.Emulator(srv.URL), Options{})
+	queue := srv.URL + "/123456789012/q"
+	for _, c := range []struct {
+		name     string
+		receipts []string
+		kind     hermes.Kind // with wantErr
+		wantErr  string      // "" for no error
+		deleted  []string    // known stale afterwards
+		kept     []string    // not
+	}{
+		{name: "all deleted", receipts: []string{"ok-1", "ok-2"}, deleted: []string{"ok-1", "ok-2"}},
+		{name: "stale counts as deleted", receipts: []string{"ok-3", "stale-1"}, deleted: []string{"ok-3", "stale-1"}},
+		{name: "faults of SQS", receipts: []string{"ok-4", "stale-2", "busy-1", "busy-2"}, kind: hermes.Unavailable,
+			wantErr: "2 of 4 messages not deleted", deleted: []string{"ok-4", "stale-2"}, kept: []string{"busy-1", "busy-2"}},
+		{name: "mixed failures", receipts: []string{"busy-3", "ok-5", "denied-1"}, kind: hermes.Internal,
+			wantErr: "2 of 3 messages not deleted", deleted: []string{"ok-5"}, kept: []string{"busy-3", "denied-1"}},
+		{name: "entry left unanswered", receipts: []string{"ok-6", "silent-1"}, kind: hermes.Internal,
+			wantErr: "1 of 2 messages not deleted", deleted: []string{"ok-6"}, kept: []string{"silent-1"}},
+		{name: "queue gone", receipts: []string{"no-queue"}, kind: hermes.NotFound, wantErr: "not found", kept: []string{"no-queue"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, r := range c.receipts {
+				q.receipts.received(queue, "id-"+r, r)
+			}
+			err := q.DeleteBatch(t.Context(), queue, c.receipts)
+			switch {
+			case c.wantErr == "" && err != nil:
+				t.Errorf("DeleteBatch(%q) = %v, want no error", c.receipts, err)
+			case c.wantErr != "" && (!hermes.IsKind(err, c.kind) || !strings.Contains(err.Error(), c.wantErr)):
+				t.Errorf("DeleteBatch(%q) = %v (%v), want a %v error saying %q", c.receipts, err, hermes.ErrorKind(err), c.kind, c.wantErr)
+			}
+			for _, r := range c.deleted {
+				if !q.receipts.stale(r) {
+					t.Errorf("receipt %s is not recorded as deleted", r)
+				}
+			}
+			for _, r := range c.kept {
+				if q.receipts.stale(r) {
+					t.Errorf("receipt %s, not deleted, is recorded as deleted", r)
+				}
+			}
+		})
+	}
+
+	// Receipts known to be stale are not sent; only such receipts, no call.
+	before := calls.Load()
+	if err := q.DeleteBatch(t.Context(), queue, []string{"ok-1", "stale-1"}); err != nil {
+		t.Errorf("DeleteBatch of deleted receipts: %v", err)
+	}
+	if n := calls.Load() - before; n != 0 {
+		t.Errorf("DeleteBatch of receipts known to be deleted made %d calls, want none", n)
 	}
 }

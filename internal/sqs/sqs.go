@@ -25,7 +25,9 @@
 //     DeleteMessageBatch (and calls nothing when all are). SQS itself refuses
 //     ChangeMessageVisibility with such a receipt (InvalidParameterValue,
 //     ReceiptHandleIsInvalid or MessageNotInflight: all Conflict); a stale
-//     receipt from another process is left to SQS.
+//     receipt from another process is left to SQS, whose DeleteMessage and
+//     DeleteMessageBatch then succeed but may keep the message (local-aws-sqs
+//     finds a message by any of its receipts and deletes it).
 //   - DeleteMessageBatch answers for each entry. One refused as stale
 //     (ReceiptHandleIsInvalid, or InvalidParameterValue about the
 //     ReceiptHandle) counts as deleted, as in Delete; any other failed entry
