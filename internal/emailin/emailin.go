@@ -212,7 +212,10 @@ func (in *Intake) log() *slog.Logger {
 // production SES → SNS → SQS path) until ctx ends. A notification is
 // deleted once handled, or when it can never be handled (malformed); on a
 // temporary failure it is left to reappear after its visibility timeout,
-// and after the queue's maximum receives it moves to the queue's DLQ.
+// and after the queue's maximum receives it moves to the queue's DLQ. The
+// notifications of one receive (mail comes in bursts) are deleted together,
+// with one DeleteBatch once each was handled; should that fail they
+// reappear, and their mail is deduplicated by its message id.
 func (in *Intake) ConsumeQueue(ctx context.Context, q hermes.Queues, queue string) {
 	for ctx.Err() == nil {
 		ds, err := q.Receive(ctx, queue, hermes.MaxReceiveBatch, hermes.MaxReceiveWait, 2*time.Minute)
@@ -226,6 +229,7 @@ func (in *Intake) ConsumeQueue(ctx context.Context, q hermes.Queues, queue strin
 			}
 			continue
 		}
+		var done, ids []string // receipts and ids of the notifications to delete
 		for _, d := range ds {
 			_, err := in.HandleSES(ctx, []byte(d.Body))
 			if hermes.IsKind(err, hermes.Unavailable) {
@@ -235,9 +239,10 @@ func (in *Intake) ConsumeQueue(ctx context.Context, q hermes.Queues, queue strin
 			if err != nil {
 				in.log().WarnContext(ctx, "intake queue: notification refused", "queue_message_id", d.ID, "err", err)
 			}
-			if err := q.Delete(context.WithoutCancel(ctx), queue, d.Receipt); err != nil {
-				in.log().ErrorContext(ctx, "intake queue: delete failed", "queue_message_id", d.ID, "err", err)
-			}
+			done, ids = append(done, d.Receipt), append(ids, d.ID)
+		}
+		if err := q.DeleteBatch(context.WithoutCancel(ctx), queue, done); err != nil {
+			in.log().ErrorContext(ctx, "intake queue: delete failed", "queue_message_ids", ids, "err", err)
 		}
 	}
 }
