@@ -35,8 +35,9 @@ const (
 	maxQueueDrain = 10
 	// receiveRetry is a poller's pause after a failed receive.
 	receiveRetry = time.Second
-	// settleTimeout bounds the handling and deletion of one received
-	// result, which finish even when Run's context ends meanwhile.
+	// settleTimeout bounds the handling of one received result, and the
+	// deletion of a received batch, which finish even when Run's context
+	// ends meanwhile.
 	settleTimeout = 30 * time.Second
 	// DefaultSummaryTimeout is the default of Results.SummaryTimeout.
 	DefaultSummaryTimeout = 5 * time.Second
@@ -315,9 +316,7 @@ func (r *Results) poll(run *resultsRun, id string, p *poller) {
 		ds, err := r.Queues.Receive(ctx, q, hermes.MaxReceiveBatch, wait, r.visibility())
 		if ctx.Err() != nil {
 			// A batch received as ctx ended is still handled.
-			for _, d := range ds {
-				r.settle(ctx, c, q, d)
-			}
+			r.settle(ctx, c, q, ds)
 			return
 		}
 		if hermes.IsKind(err, hermes.NotFound) {
@@ -331,9 +330,7 @@ func (r *Results) poll(run *resultsRun, id string, p *poller) {
 			}
 			continue
 		}
-		for _, d := range ds {
-			r.settle(ctx, c, q, d)
-		}
+		r.settle(ctx, c, q, ds)
 		if len(ds) == 0 && r.retire(run, id, p) {
 			return
 		}
@@ -399,10 +396,8 @@ func (r *Results) drain(ctx context.Context, c *hermes.Container, wait time.Dura
 			}
 			return n
 		}
-		for _, d := range ds {
-			n++
-			r.settle(ctx, c, q, d)
-		}
+		n += len(ds)
+		r.settle(ctx, c, q, ds)
 		if len(ds) < hermes.MaxReceiveBatch {
 			return n
 		}
@@ -411,26 +406,45 @@ func (r *Results) drain(ctx context.Context, c *hermes.Container, wait time.Dura
 	return n
 }
 
-// settle handles a result received from c's queue q and deletes it, unless
-// its handling failed and it has receives left: it is then received again
-// after its visibility. A received result is settled even when ctx ends
-// meanwhile, rather than left hidden for its visibility.
-func (r *Results) settle(ctx context.Context, c *hermes.Container, q string, d hermes.Delivery) {
+// settle handles the results received together from c's queue q, in
+// order, and deletes them with one DeleteBatch, except those whose handling
+// failed with receives left: they are received again after their
+// visibility. A received batch is settled even when ctx ends meanwhile,
+// rather than left hidden for its visibility: each result is handled
+// within settleTimeout, and the delete has a settleTimeout of its own.
+func (r *Results) settle(ctx context.Context, c *hermes.Container, q string, ds []hermes.Delivery) {
+	var done, ids []string // receipts and ids of the results to delete
+	for _, d := range ds {
+		if r.settled(ctx, c, d) {
+			done, ids = append(done, d.Receipt), append(ids, d.ID)
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if err := r.Queues.DeleteBatch(ctx, q, done); err != nil {
+		// Received again after their visibility: handled again with the
+		// same ids, so nothing is repeated.
+		r.log().WarnContext(ctx, "relay: deleting handled results failed", "message_ids", ids, "err", err)
+	}
+}
+
+// settled handles a received result and reports whether it is done with:
+// handled, deliberately dropped, or failed on its last receive.
+func (r *Results) settled(ctx context.Context, c *hermes.Container, d hermes.Delivery) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	if err := r.handle(ctx, c, []byte(d.Body)); err != nil {
 		if d.ReceiveCount < MaxResultReceives {
 			r.log().WarnContext(ctx, "relay: result not handled; it will be received again", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
-			return
+			return false
 		}
 		r.log().ErrorContext(ctx, "relay: result dropped after repeated failures", "message_id", d.ID, "receives", d.ReceiveCount, "err", err)
 		r.count(r.Dropped, DropGaveUp)
 	}
-	if err := r.Queues.Delete(ctx, q, d.Receipt); err != nil {
-		// Received again after its visibility: handled again with the
-		// same ids, so nothing is repeated.
-		r.log().WarnContext(ctx, "relay: deleting a handled result failed", "message_id", d.ID, "err", err)
-	}
+	return true
 }
 
 func (r *Results) visibility() time.Duration {

@@ -428,6 +428,112 @@ func (s *failingStore) EnqueueOutbox(ctx context.Context, items ...*hermes.Outbo
 	return s.Store.EnqueueOutbox(ctx, items...)
 }
 
+// batchQueues records how results are deleted, and runs afterReceive once
+// a receive has returned results.
+type batchQueues struct {
+	hermes.Queues
+	afterReceive func()
+
+	mu      sync.Mutex
+	batches [][]string // the receipts of each DeleteBatch
+	deletes int        // Delete calls
+	dead    int        // DeleteBatch calls with an ended context
+}
+
+func (q *batchQueues) Receive(ctx context.Context, queue string, max int, wait, vis time.Duration) ([]hermes.Delivery, error) {
+	ds, err := q.Queues.Receive(ctx, queue, max, wait, vis)
+	if len(ds) > 0 && q.afterReceive != nil {
+		q.afterReceive()
+	}
+	return ds, err
+}
+
+func (q *batchQueues) Delete(ctx context.Context, queue, receipt string) error {
+	q.mu.Lock()
+	q.deletes++
+	q.mu.Unlock()
+	return q.Queues.Delete(ctx, queue, receipt)
+}
+
+func (q *batchQueues) DeleteBatch(ctx context.Context, queue string, receipts []string) error {
+	q.mu.Lock()
+	q.batches = append(q.batches, slices.Clone(receipts))
+	if ctx.Err() != nil {
+		q.dead++
+	}
+	q.mu.Unlock()
+	return q.Queues.DeleteBatch(ctx, queue, receipts)
+}
+
+// sizes returns the number of receipts of each DeleteBatch, and the Delete
+// calls.
+func (q *batchQueues) sizes() ([]int, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var n []int
+	for _, b := range q.batches {
+		n = append(n, len(b))
+	}
+	return n, q.deletes
+}
+
+// The results of one receive are deleted with one DeleteBatch: those
+// handled and those dropped, not one whose handling failed with receives
+// left, which is received again and deleted then.
+func TestResultsDeletedInBatches(t *testing.T) {
+	e := newResultsEnv(t)
+	job := e.route(emailIn("b1@mail.example.com", "Header", "Make the header blue"))
+	fs := &failingStore{Store: e.db}
+	fs.failAppend.Store(1) // the done result's history entry
+	bq := &batchQueues{Queues: e.db}
+	e.results.Store, e.results.Queues, e.results.Visibility = fs, bq, time.Millisecond
+	e.send(resultFor(job, hermes.ResultDone))
+	e.send("not json")
+	e.send(resultFor(job, hermes.ResultStarted))
+	if n := e.poll(); n != 3 {
+		t.Fatalf("received %d results, want 3", n)
+	}
+	if sizes, deletes := bq.sizes(); !slices.Equal(sizes, []int{2}) || deletes != 0 {
+		t.Fatalf("deletes of a batch of 3 results, one failed with receives left: DeleteBatch sizes %v and %d Delete calls, want [2] and 0", sizes, deletes)
+	}
+	if st, _ := e.db.Stats(e.ctx, scottOutput); st.InFlight+st.Visible != 1 {
+		t.Fatalf("the failed result is not kept for redelivery: %+v", st)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if n := e.poll(); n != 1 {
+		t.Fatalf("received %d results again, want the failed one", n)
+	}
+	if sizes, _ := bq.sizes(); !slices.Equal(sizes, []int{2, 1}) {
+		t.Errorf("DeleteBatch sizes %v, want [2 1]", sizes)
+	}
+	e.queueEmpty()
+	if items := e.outbox(hermes.KindResult); len(items) != 1 {
+		t.Errorf("%d result items, want 1", len(items))
+	}
+}
+
+// A batch received as the context ends is still handled and deleted.
+func TestResultsBatchSettledAfterCancel(t *testing.T) {
+	e := newResultsEnv(t)
+	job := e.route(emailIn("b2@mail.example.com", "Header", "Make the header blue"))
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	bq := &batchQueues{Queues: e.db, afterReceive: cancel}
+	e.results.Queues = bq
+	e.send(resultFor(job, hermes.ResultDone))
+	e.send(resultFor(job, hermes.ResultStarted))
+	if n, err := e.results.Poll(ctx); n != 2 || err != nil {
+		t.Fatalf("Poll = %d, %v; want the 2 results", n, err)
+	}
+	if sizes, _ := bq.sizes(); !slices.Equal(sizes, []int{2}) || bq.dead != 0 {
+		t.Errorf("DeleteBatch sizes %v, %d with an ended context; want [2], none", sizes, bq.dead)
+	}
+	e.queueEmpty()
+	if items := e.outbox(hermes.KindResult); len(items) != 1 {
+		t.Errorf("%d result items, want 1", len(items))
+	}
+}
+
 func TestResultExactlyOnceAcrossFailures(t *testing.T) {
 	for _, step := range []string{"outbox", "history"} {
 		t.Run(step, func(t *testing.T) {
