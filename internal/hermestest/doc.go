@@ -20,6 +20,10 @@
 // queues are about time and an SQS adapter cannot take a fake clock, it runs
 // on the real clock with short visibility timeouts and waits.
 //
+// The suites check themselves against plain in-memory reference
+// implementations (this package's tests); QueueSuite's self-test also
+// plants bugs in its reference and checks that the suite catches each one.
+//
 // This package is imported by tests only: nothing in cmd/ or in an adapter's
 // non-test code may import it.
 package hermestest
