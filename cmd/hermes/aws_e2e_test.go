@@ -30,6 +30,7 @@ import (
 	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/dynamo"
 	"github.com/webordinary/hermes/internal/ecs/ecstest"
+	"github.com/webordinary/hermes/internal/hermestest"
 	"github.com/webordinary/hermes/internal/sqs"
 )
 
@@ -41,16 +42,10 @@ type emulators struct{ dynamodb, sqs, ses, s3 string }
 func awsEmulators(t *testing.T) emulators {
 	t.Helper()
 	e := emulators{
-		dynamodb: os.Getenv("HERMES_TEST_DYNAMODB_ENDPOINT"),
-		sqs:      os.Getenv("HERMES_TEST_SQS_ENDPOINT"),
-		ses:      strings.TrimRight(os.Getenv("HERMES_TEST_SES_ENDPOINT"), "/"),
-		s3:       os.Getenv("HERMES_TEST_S3_ENDPOINT"),
-	}
-	if e.dynamodb == "" || e.sqs == "" || e.ses == "" || e.s3 == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_DYNAMODB_ENDPOINT, HERMES_TEST_SQS_ENDPOINT, HERMES_TEST_SES_ENDPOINT and HERMES_TEST_S3_ENDPOINT are needed with HERMES_TEST_REQUIRE_EMULATORS=1: start the emulators (. .ci/services.sh)")
-		}
-		t.Skip("SKIPPING: the AWS emulators are not running (. .ci/services.sh starts them)")
+		dynamodb: hermestest.Emulator(t, "HERMES_TEST_DYNAMODB_ENDPOINT", "DynamoDB Local"),
+		sqs:      hermestest.Emulator(t, "HERMES_TEST_SQS_ENDPOINT", "SQS emulator (local-aws-sqs)"),
+		ses:      strings.TrimRight(hermestest.Emulator(t, "HERMES_TEST_SES_ENDPOINT", "SES emulator (aws-ses-v2-local)"), "/"),
+		s3:       hermestest.Emulator(t, "HERMES_TEST_S3_ENDPOINT", "S3 emulator (s3rver)"),
 	}
 	if testing.Short() {
 		t.Skip("builds the binary and starts processes")

@@ -17,6 +17,7 @@ import (
 	"github.com/webordinary/hermes/internal/awsx"
 	"github.com/webordinary/hermes/internal/config"
 	"github.com/webordinary/hermes/internal/dynamo"
+	"github.com/webordinary/hermes/internal/hermestest"
 	"github.com/webordinary/hermes/internal/sqlite"
 )
 
@@ -44,13 +45,7 @@ func TestSetupSQLite(t *testing.T) {
 // takes the endpoint and credentials from the process environment, so the
 // test sets them there (it is not parallel).
 func TestSetupDynamoDB(t *testing.T) {
-	ep := os.Getenv("HERMES_TEST_DYNAMODB_ENDPOINT")
-	if ep == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_DYNAMODB_ENDPOINT is not set and HERMES_TEST_REQUIRE_EMULATORS=1: start DynamoDB Local (. .ci/services.sh)")
-		}
-		t.Skip("SKIPPED: no DynamoDB Local (set HERMES_TEST_DYNAMODB_ENDPOINT, e.g. with . .ci/services.sh)")
-	}
+	ep := hermestest.Emulator(t, "HERMES_TEST_DYNAMODB_ENDPOINT", "DynamoDB Local")
 	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", ep)
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"regexp"
 	"testing"
 	"time"
@@ -23,14 +22,7 @@ import (
 // skipping the test without it unless HERMES_TEST_REQUIRE_EMULATORS=1.
 func endpoint(t *testing.T) string {
 	t.Helper()
-	ep := os.Getenv("HERMES_TEST_DYNAMODB_ENDPOINT")
-	if ep == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_DYNAMODB_ENDPOINT is not set and HERMES_TEST_REQUIRE_EMULATORS=1: start DynamoDB Local (. .ci/services.sh)")
-		}
-		t.Skip("SKIPPED: no DynamoDB Local (set HERMES_TEST_DYNAMODB_ENDPOINT, e.g. with . .ci/services.sh)")
-	}
-	return ep
+	return hermestest.Emulator(t, "HERMES_TEST_DYNAMODB_ENDPOINT", "DynamoDB Local")
 }
 
 var unsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

@@ -3,16 +3,14 @@ package emailin_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/webordinary/hermes"
-	"github.com/webordinary/hermes/internal/awsx"
+	"github.com/webordinary/hermes/internal/hermestest"
 	"github.com/webordinary/hermes/internal/router"
 	"github.com/webordinary/hermes/internal/s3mail"
 )
@@ -21,22 +19,9 @@ import (
 // mail fetched from S3 (s3rver at HERMES_TEST_S3_ENDPOINT); a missing
 // object is refused, not retried.
 func TestSESStoredInS3(t *testing.T) {
-	e := os.Getenv("HERMES_TEST_S3_ENDPOINT")
-	if e == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_S3_ENDPOINT is not set, and HERMES_TEST_REQUIRE_EMULATORS=1: start s3rver (. .ci/services.sh)")
-		}
-		t.Skip("SKIPPING: no S3 emulator (set HERMES_TEST_S3_ENDPOINT; . .ci/services.sh starts s3rver)")
-	}
 	ctx := context.Background()
-	cfg := awsx.Emulator(e)
-	cfg.Credentials = credentials.NewStaticCredentialsProvider("S3RVER", "S3RVER", "") // s3rver's built-in key
-	pathStyle := func(o *s3.Options) { o.UsePathStyle = true }
-	client := s3.NewFromConfig(cfg, pathStyle)
-	bucket := "hermes-test-" + strings.ToLower(hermes.NewToken()[:12])
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, client, bucket := hermestest.S3Bucket(t)
+	pathStyle := hermestest.PathStyle
 	const key = "inbound/o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1"
 	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
 		Body: bytes.NewReader(fixture(t, "message.eml"))}); err != nil {

@@ -2,7 +2,6 @@ package s3site_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"maps"
 	"net/http"
@@ -16,11 +15,11 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
+	"github.com/webordinary/hermes/internal/hermestest"
 	"github.com/webordinary/hermes/internal/s3site"
 )
 
@@ -46,22 +45,9 @@ func (c *counter) reset() (map[string]int, int) {
 // emulator unless HERMES_TEST_REQUIRE_EMULATORS=1 makes that a failure.
 func emulator(t *testing.T) (*s3.Client, *s3site.Publisher, *counter, string) {
 	t.Helper()
-	e := os.Getenv("HERMES_TEST_S3_ENDPOINT")
-	if e == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_S3_ENDPOINT is not set, and HERMES_TEST_REQUIRE_EMULATORS=1: start s3rver (. .ci/services.sh)")
-		}
-		t.Skip("SKIPPING: no S3 emulator (set HERMES_TEST_S3_ENDPOINT; . .ci/services.sh starts s3rver)")
-	}
-	cfg := awsx.Emulator(e)
-	cfg.Credentials = credentials.NewStaticCredentialsProvider("S3RVER", "S3RVER", "") // s3rver's built-in key
-	pathStyle := func(o *s3.Options) { o.UsePathStyle = true }
-	client := s3.NewFromConfig(cfg, pathStyle)
-	bucket := "hermes-test-" + strings.ToLower(hermes.NewToken()[:12])
-	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
-	target, err := url.Parse(e)
+	cfg, client, bucket := hermestest.S3Bucket(t)
+	pathStyle := hermestest.PathStyle
+	target, err := url.Parse(aws.ToString(cfg.BaseEndpoint))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
+	"github.com/webordinary/hermes/internal/hermestest"
 	"github.com/webordinary/hermes/internal/mail"
 	"github.com/webordinary/hermes/internal/sesout"
 )
@@ -27,14 +27,7 @@ import (
 // HERMES_TEST_REQUIRE_EMULATORS=1 makes that a failure.
 func sesEndpoint(t *testing.T) string {
 	t.Helper()
-	e := os.Getenv("HERMES_TEST_SES_ENDPOINT")
-	if e == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_SES_ENDPOINT is not set, and HERMES_TEST_REQUIRE_EMULATORS=1: start aws-ses-v2-local (. .ci/services.sh)")
-		}
-		t.Skip("SKIPPING: no SES emulator (set HERMES_TEST_SES_ENDPOINT; . .ci/services.sh starts aws-ses-v2-local)")
-	}
-	return strings.TrimRight(e, "/")
+	return strings.TrimRight(hermestest.Emulator(t, "HERMES_TEST_SES_ENDPOINT", "SES emulator (aws-ses-v2-local)"), "/")
 }
 
 func compose(t *testing.T, thread, subject string) *hermes.OutboxItem {

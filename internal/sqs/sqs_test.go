@@ -1,7 +1,6 @@
 package sqs_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/webordinary/hermes"
@@ -15,14 +14,7 @@ import (
 // HERMES_TEST_REQUIRE_EMULATORS=1 makes that a failure.
 func endpoint(t *testing.T) string {
 	t.Helper()
-	ep := os.Getenv("HERMES_TEST_SQS_ENDPOINT")
-	if ep == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_SQS_ENDPOINT is not set and HERMES_TEST_REQUIRE_EMULATORS=1: start the emulators with `. .ci/services.sh`")
-		}
-		t.Skip("SKIPPED: no SQS emulator (set HERMES_TEST_SQS_ENDPOINT, e.g. with `. .ci/services.sh`)")
-	}
-	return ep
+	return hermestest.Emulator(t, "HERMES_TEST_SQS_ENDPOINT", "SQS emulator (local-aws-sqs)")
 }
 
 // open returns queues on the emulator, each with a client (and URL cache)

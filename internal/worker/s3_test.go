@@ -2,19 +2,17 @@ package worker_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/webordinary/hermes"
 	"github.com/webordinary/hermes/internal/awsx"
+	"github.com/webordinary/hermes/internal/hermestest"
 	"github.com/webordinary/hermes/internal/s3site"
 )
 
@@ -24,22 +22,8 @@ import (
 // failure.
 func s3Emulator(t *testing.T) (*s3.Client, *s3site.Publisher, string) {
 	t.Helper()
-	e := os.Getenv("HERMES_TEST_S3_ENDPOINT")
-	if e == "" {
-		if os.Getenv("HERMES_TEST_REQUIRE_EMULATORS") == "1" {
-			t.Fatal("HERMES_TEST_S3_ENDPOINT is not set, and HERMES_TEST_REQUIRE_EMULATORS=1: start s3rver (. .ci/services.sh)")
-		}
-		t.Skip("SKIPPING: no S3 emulator (set HERMES_TEST_S3_ENDPOINT; . .ci/services.sh starts s3rver)")
-	}
-	cfg := awsx.Emulator(e)
-	cfg.Credentials = credentials.NewStaticCredentialsProvider("S3RVER", "S3RVER", "") // s3rver's built-in key
-	pathStyle := func(o *s3.Options) { o.UsePathStyle = true }
-	client := s3.NewFromConfig(cfg, pathStyle)
-	bucket := "hermes-test-" + strings.ToLower(hermes.NewToken()[:12])
-	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
-	return client, s3site.New(cfg, awsx.NewBreaker("s3", awsx.BreakerOptions{}), bucket, "", pathStyle), bucket
+	cfg, client, bucket := hermestest.S3Bucket(t)
+	return client, s3site.New(cfg, awsx.NewBreaker("s3", awsx.BreakerOptions{}), bucket, "", hermestest.PathStyle), bucket
 }
 
 // bucketFiles lists the objects under prefix: path after it → content.
