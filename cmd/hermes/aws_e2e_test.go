@@ -419,6 +419,19 @@ func TestAWSEndToEnd(t *testing.T) {
 	if st, _ := c.containerState(); st != "running" {
 		t.Errorf("container %s, want running", st)
 	}
+	// GET /health checks DynamoDB, SQS and the ECS cluster for real.
+	if resp, err := http.Get(c.base + "/health"); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.Count(string(b), `"status":"ok"`) != 4 {
+			t.Errorf("/health: %d %s", resp.StatusCode, b)
+		}
+	}
+	if d.ecs.Calls("DescribeClusters") == 0 {
+		t.Error("the health check did not ask ECS")
+	}
 
 	// The same notification again (SQS delivers at least once): nothing new.
 	d.send(first)

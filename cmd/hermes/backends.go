@@ -116,9 +116,10 @@ func defaultWakeEstimate(runner string) time.Duration {
 }
 
 // containerRunner is what serve needs of a container runner: the port,
-// its reconcile loop and its shutdown.
+// its health check, its reconcile loop and its shutdown.
 type containerRunner interface {
 	hermes.Runner
+	Check(ctx context.Context) error
 	RunReconcile(ctx context.Context, interval time.Duration)
 	Close(ctx context.Context)
 }

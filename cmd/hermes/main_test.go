@@ -465,3 +465,41 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 		t.Error("healthcheck passed after exit")
 	}
 }
+
+// TestServeHealth: serve's GET /health checks the store, the queues and
+// the runner (here: the worker binary), and is 503 without a worker to
+// start, while /health/ready, which load balancers use, stays 200.
+func TestServeHealth(t *testing.T) {
+	get := func(base, path string) (int, map[string]any) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		return resp.StatusCode, h
+	}
+	status := func(h map[string]any, name string) any {
+		checks, _ := h["checks"].(map[string]any)
+		c, _ := checks[name].(map[string]any)
+		return c["status"]
+	}
+	vars := baseVars(t) // HERMES_WORKER_BIN names no file
+	base, _, stop := startServe(t, vars)
+	code, h := get(base, "/health")
+	if code != http.StatusServiceUnavailable || status(h, "runner") != "fail" || status(h, "queues") != "ok" || status(h, "store") != "ok" {
+		t.Errorf("/health without a worker binary: %d %v", code, h)
+	}
+	if code, h := get(base, "/health/ready"); code != http.StatusOK {
+		t.Errorf("/health/ready: %d %v", code, h)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	withWorkers(t, vars)
+	base, _, _ = startServe(t, vars)
+	if code, h := get(base, "/health"); code != http.StatusOK || status(h, "runner") != "ok" {
+		t.Errorf("/health with workers: %d %v", code, h)
+	}
+}

@@ -181,6 +181,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Rejected: func(ch, reason string) { m.MessagesRejected.WithLabelValues(ch, reason).Inc() },
 		},
 	}
+	// GET /health checks the queues (a listing that matches nothing: one
+	// round trip) and the runner's orchestrator besides the store.
+	api.Checks = map[string]func(context.Context) error{
+		"queues": func(ctx context.Context) error {
+			_, err := queues.ListQueues(ctx, cfg.QueuePrefix+"health-check-")
+			return err
+		},
+		"runner": runner.Check,
+	}
 	// Session events, dead jobs (SPEC §2 step 11) and the idle queue clean-up.
 	rt.Events, results.Events, api.Events, api.Runner = hub, hub, hub, runner
 	dead := &relay.Dead{Store: store, Queues: queues, Clock: clock, Log: log, FromEmail: cfg.FromEmail, Kick: deliverer.Kick,

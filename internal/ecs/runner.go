@@ -63,6 +63,7 @@ type API interface {
 	RunTask(ctx context.Context, in *awsecs.RunTaskInput, opts ...func(*awsecs.Options)) (*awsecs.RunTaskOutput, error)
 	DescribeTasks(ctx context.Context, in *awsecs.DescribeTasksInput, opts ...func(*awsecs.Options)) (*awsecs.DescribeTasksOutput, error)
 	StopTask(ctx context.Context, in *awsecs.StopTaskInput, opts ...func(*awsecs.Options)) (*awsecs.StopTaskOutput, error)
+	DescribeClusters(ctx context.Context, in *awsecs.DescribeClustersInput, opts ...func(*awsecs.Options)) (*awsecs.DescribeClustersOutput, error)
 }
 
 var _ API = (*awsecs.Client)(nil)
@@ -497,6 +498,27 @@ func (r *Runner) record(ctx context.Context, id string, match func(*hermes.Conta
 	if err != nil && !errors.Is(err, errNoClaim) {
 		r.log().ErrorContext(ctx, "recording the container's status", "container_id", id, "status", status, "err", err)
 	}
+}
+
+// Check asks ECS about the runner's cluster (DescribeClusters, through
+// the breaker) for the health check: an error when ECS cannot be reached
+// or refuses the call, or when the cluster is missing or not ACTIVE.
+func (r *Runner) Check(ctx context.Context) error {
+	var out *awsecs.DescribeClustersOutput
+	err := r.call("DescribeClusters", func() (err error) {
+		out, err = r.API.DescribeClusters(ctx, &awsecs.DescribeClustersInput{Clusters: []string{r.Task.Cluster}})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range out.Clusters {
+		if st := aws.ToString(c.Status); st != "ACTIVE" {
+			return hermes.Errorf(hermes.Unavailable, "cluster %s is %s", r.Task.Cluster, st)
+		}
+		return nil
+	}
+	return hermes.Errorf(hermes.Unavailable, "cluster %s is missing", r.Task.Cluster)
 }
 
 // Close ends the readiness watches. Tasks outlive a Hermes replica: it

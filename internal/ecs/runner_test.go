@@ -546,6 +546,26 @@ func TestECSDown(t *testing.T) {
 	}
 }
 
+// TestCheck: the health check describes the cluster — ok while ECS
+// answers for it, an error while ECS is down or for a cluster it does not
+// know.
+func TestCheck(t *testing.T) {
+	f := newFixture(t, "work")
+	ctx := context.Background()
+	if err := f.r.Check(ctx); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	f.srv.Down()
+	if err := f.r.Check(ctx); !hermes.IsKind(err, hermes.Unavailable) {
+		t.Errorf("check with ECS down: %v", err)
+	}
+	f.srv.Up()
+	f.r.Task.Cluster = "elsewhere"
+	if err := f.r.Check(ctx); err == nil || !strings.Contains(err.Error(), "cluster elsewhere is missing") {
+		t.Errorf("check of an unknown cluster: %v", err)
+	}
+}
+
 // TestStopWithoutTask records a container that has no task stopped.
 func TestStopWithoutTask(t *testing.T) {
 	f := newFixture(t, "work")

@@ -1,8 +1,11 @@
 package httpapi_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -174,5 +177,46 @@ func TestOpenAPIServed(t *testing.T) {
 	r.JSON(t, &doc)
 	if _, ok := doc["openapi"]; !ok {
 		t.Errorf("/openapi.json has no openapi member")
+	}
+}
+
+// TestHealthChecks: GET /health runs every check and is 503 when one
+// fails (naming it, without its error); /health/ready counts the store
+// only, so a replica whose orchestrator is down keeps its traffic.
+func TestHealthChecks(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t)
+	var runnerDown atomic.Bool
+	a.Server.Checks = map[string]func(context.Context) error{
+		"queues": func(context.Context) error { return nil },
+		"runner": func(context.Context) error {
+			if runnerDown.Load() {
+				return errors.New("ecs.DescribeClusters: connection refused to 10.0.0.7")
+			}
+			return nil
+		},
+	}
+	var h health
+	a.do(t, request{Method: "GET", Path: "/health"}).want(t, http.StatusOK).JSON(t, &h)
+	for _, name := range []string{"store", "queues", "runner"} {
+		if h.Checks[name].Status != "ok" {
+			t.Errorf("checks.%s = %+v", name, h.Checks[name])
+		}
+	}
+	runnerDown.Store(true)
+	r := a.do(t, request{Method: "GET", Path: "/health"}).want(t, http.StatusServiceUnavailable)
+	h = health{}
+	r.JSON(t, &h)
+	if h.Status != "unavailable" || h.Checks["runner"].Status != "fail" || h.Checks["runner"].Error != "runner: no answer" ||
+		h.Checks["queues"].Status != "ok" || h.Checks["store"].Status != "ok" {
+		t.Errorf("health %+v", h)
+	}
+	if strings.Contains(string(r.Body), "10.0.0.7") {
+		t.Errorf("health reveals the check's error: %s", r.Body)
+	}
+	h = health{}
+	a.do(t, request{Method: "GET", Path: "/health/ready"}).want(t, http.StatusOK).JSON(t, &h)
+	if len(h.Checks) != 1 || h.Checks["store"].Status != "ok" {
+		t.Errorf("ready %+v", h)
 	}
 }

@@ -51,6 +51,12 @@ type Server struct {
 	// EventsHeartbeat is how often an idle event stream gets a comment
 	// and its session's status is checked; DefaultEventsHeartbeat when 0.
 	EventsHeartbeat time.Duration
+	// Checks are GET /health's checks besides the store's, by name (the
+	// queues, the container runner's orchestrator): each returns nil when
+	// what it checks answers. They count for /health only, never for
+	// /health/ready: a replica whose orchestrator is down still takes
+	// messages and queues them, so load balancers must keep it.
+	Checks map[string]func(context.Context) error
 	// PublicURL (HERMES_PUBLIC_URL) is the origin approval forms may come
 	// from; https makes their CSRF cookie Secure (approvals.go).
 	PublicURL string

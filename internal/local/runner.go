@@ -377,6 +377,23 @@ func (r *Runner) stop(ctx context.Context, p *proc) {
 	<-p.done
 }
 
+// Check reports, for the health check, whether the worker program can be
+// started: the command's binary exists and is executable.
+func (r *Runner) Check(context.Context) error {
+	if len(r.Command) == 0 {
+		return hermes.Errorf(hermes.Internal, "no worker command")
+	}
+	bin, err := exec.LookPath(r.Command[0])
+	if err != nil {
+		return hermes.Errorf(hermes.Unavailable, "the worker binary %s: %v", r.Command[0], err)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil || fi.IsDir() {
+		return hermes.Errorf(hermes.Unavailable, "the worker binary %s is not a file", bin)
+	}
+	return nil
+}
+
 // Close stops every worker (as Stop does, in parallel, bounded by ctx and
 // StopGrace) and cancels pending restarts. Wakes after Close fail.
 func (r *Runner) Close(ctx context.Context) {

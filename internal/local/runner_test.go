@@ -402,3 +402,24 @@ func TestReconcile(t *testing.T) {
 		waitFor(t, "the restart", func() bool { return f.startCount() == 2 })
 	})
 }
+
+// TestCheck: the health check passes while the worker binary is there and
+// fails when it is missing.
+func TestCheck(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Command: []string{exe, "worker"}}
+	if err := r.Check(context.Background()); err != nil {
+		t.Errorf("check: %v", err)
+	}
+	r.Command = []string{filepath.Join(t.TempDir(), "no-hermes"), "worker"}
+	if err := r.Check(context.Background()); !hermes.IsKind(err, hermes.Unavailable) {
+		t.Errorf("check without the binary: %v", err)
+	}
+	r.Command = []string{t.TempDir(), "worker"}
+	if err := r.Check(context.Background()); err == nil {
+		t.Error("check of a directory passed")
+	}
+}

@@ -1,10 +1,11 @@
 // Package ecstest is a fake of Amazon ECS for tests: an HTTP server that
 // speaks the real ECS wire protocol (AWS JSON 1.1: POST /, X-Amz-Target
 // AmazonEC2ContainerServiceV20141113.<Op>, JSON bodies and errors shaped
-// like the API's) for RunTask, DescribeTasks and StopTask, and that runs
-// each task as a local process: the task definition's command (a binary
-// given to the fake, e.g. `hermes worker`) with the definition's
-// environment plus the container override's environment. A task is
+// like the API's) for RunTask, DescribeTasks, StopTask and
+// DescribeClusters, and that runs each task as a local process: the task
+// definition's command (a binary given to the fake, e.g. `hermes worker`)
+// with the definition's environment plus the container override's
+// environment. A task is
 // PROVISIONING when RunTask answers, PENDING until its process starts,
 // RUNNING while the process lives and STOPPED with the exit code after;
 // StopTask sends the process SIGTERM. No emulator of ECS exists; this one
@@ -284,6 +285,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		out, err = s.describeTasks(body)
 	case "StopTask":
 		out, err = s.stopTask(body)
+	case "DescribeClusters":
+		out, err = s.describeClusters(body)
 	default:
 		err = &apiError{http.StatusBadRequest, "UnknownOperationException", ""}
 	}
@@ -324,6 +327,42 @@ func (s *Server) cluster(c string) error {
 		return &apiError{http.StatusBadRequest, "ClusterNotFoundException", "Cluster not found."}
 	}
 	return nil
+}
+
+// describeClusters answers for the one cluster the fake knows (ACTIVE,
+// with its running and pending task counts); others are failures with
+// reason MISSING, as ECS reports them.
+func (s *Server) describeClusters(body []byte) (any, error) {
+	var in struct{ Clusters []string }
+	if err := json.Unmarshal(body, &in); err != nil {
+		return nil, invalid("%v", err)
+	}
+	if len(in.Clusters) == 0 {
+		in.Clusters = []string{"default"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	running, pending := 0, 0
+	for _, tk := range s.tasks {
+		switch tk.last {
+		case "RUNNING":
+			running++
+		case "PROVISIONING", "PENDING":
+			pending++
+		}
+	}
+	clusters, failures := []map[string]any{}, []failure{}
+	for _, c := range in.Clusters {
+		if s.cluster(c) != nil {
+			failures = append(failures, failure{Arn: fmt.Sprintf("arn:aws:ecs:%s:%s:cluster/%s", Region, Account, c), Reason: "MISSING"})
+			continue
+		}
+		clusters = append(clusters, map[string]any{
+			"clusterArn": s.clusterARN(), "clusterName": s.cfg.Cluster, "status": "ACTIVE",
+			"runningTasksCount": running, "pendingTasksCount": pending, "activeServicesCount": 0,
+		})
+	}
+	return map[string]any{"clusters": clusters, "failures": failures}, nil
 }
 
 func (s *Server) clusterARN() string {
