@@ -512,13 +512,13 @@ func (r *Runner) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range out.Clusters {
-		if st := aws.ToString(c.Status); st != "ACTIVE" {
-			return hermes.Errorf(hermes.Unavailable, "cluster %s is %s", r.Task.Cluster, st)
-		}
-		return nil
+	if len(out.Clusters) == 0 {
+		return hermes.Errorf(hermes.Unavailable, "cluster %s is missing", r.Task.Cluster)
 	}
-	return hermes.Errorf(hermes.Unavailable, "cluster %s is missing", r.Task.Cluster)
+	if st := aws.ToString(out.Clusters[0].Status); st != "ACTIVE" {
+		return hermes.Errorf(hermes.Unavailable, "cluster %s is %s", r.Task.Cluster, st)
+	}
+	return nil
 }
 
 // Close ends the readiness watches. Tasks outlive a Hermes replica: it
