@@ -181,6 +181,10 @@ func freePort() (int, error) {
 // procMem is a process's resident memory from /proc/PID/status.
 type procMem struct {
 	RSS, HWM int64 // VmRSS and VmHWM (peak), bytes
+	// Anon and File split RSS: the process's private memory (heap,
+	// stacks) and the pages of mapped files it touched (mostly its own
+	// binary, shared with every process of it and reclaimable).
+	Anon, File int64
 }
 
 func readMem(pid int) (procMem, error) {
@@ -200,6 +204,10 @@ func readMem(pid int) (procMem, error) {
 			dst = &m.RSS
 		case "VmHWM":
 			dst = &m.HWM
+		case "RssAnon":
+			dst = &m.Anon
+		case "RssFile":
+			dst = &m.File
 		default:
 			continue
 		}
