@@ -33,6 +33,7 @@ type fake struct {
 	lists     int
 	deletes   []int // keys per DeleteObjects
 	putErr    error
+	listErr   error
 	deleteErr *types.Error // reported per key by DeleteObjects
 }
 
@@ -40,6 +41,9 @@ func (f *fake) ListObjectsV2(_ context.Context, in *s3.ListObjectsV2Input, _ ...
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	limit := 1000
 	if in.MaxKeys != nil && int(*in.MaxKeys) < limit {
 		limit = int(*in.MaxKeys)
@@ -137,9 +141,13 @@ func TestSyncFailures(t *testing.T) {
 	}
 
 	// S3 failing again and again opens the breaker: then calls fail fast.
+	// (Every call fails: a successful listing between failed uploads would
+	// reset the count, and how many of a sync's uploads start before the
+	// first failure stops the rest is a race.)
 	var states []string
 	b := awsx.NewBreaker("s3", awsx.BreakerOptions{Failures: 2, Cooldown: time.Hour, OnState: func(_, s string) { states = append(states, s) }})
-	f = &fake{objects: map[string]string{}, putErr: &smithy.GenericAPIError{Code: "SlowDown", Message: "slow down"}}
+	slow := &smithy.GenericAPIError{Code: "SlowDown", Message: "slow down"}
+	f = &fake{objects: map[string]string{}, putErr: slow, listErr: slow}
 	p = &s3site.Publisher{API: f, Bucket: "b", Breaker: b}
 	two := site(t, map[string]string{"a.css": "a", "b.css": "b"})
 	for i := range 3 {
@@ -151,8 +159,8 @@ func TestSyncFailures(t *testing.T) {
 	if b.State() != "open" || !slices.Equal(states, []string{"open"}) {
 		t.Errorf("breaker %s, states %v", b.State(), states)
 	}
-	if f.lists != 1 {
-		t.Errorf("%d listings, want 1: the breaker opened after the first sync's two failed uploads", f.lists)
+	if f.lists != 2 {
+		t.Errorf("%d listings, want 2: the breaker opened after the second failed sync", f.lists)
 	}
 }
 
