@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -69,11 +70,46 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	d := &DB{pool: db, wdb: w, path: path}
 	d.rs.db, d.ws.db = db, w
 	d.db, d.w = conn{&d.rs}, conn{&d.ws}
-	if err := d.migrate(ctx); err != nil {
+	if err := d.migrateRetrying(ctx); err != nil {
 		d.closeAll()
 		return nil, err
 	}
 	return d, nil
+}
+
+// migrateBusyFor is how long Open keeps trying migrations that find the
+// database busy.
+const migrateBusyFor = 10 * time.Second
+
+// migrateRetrying runs migrate until it is not refused as busy, for up to
+// migrateBusyFor. When several handles open a fresh database at once
+// (replicas, workers starting beside serve, all turning it into WAL mode),
+// SQLite may refuse one's BEGIN with SQLITE_BUSY well before the busy
+// timeout (seen under load in TestMigrationsConcurrentOpen); trying again
+// once the others' transaction is done works.
+func (d *DB) migrateRetrying(ctx context.Context) error {
+	deadline := time.Now().Add(migrateBusyFor)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := d.migrate(ctx)
+		if err == nil || !busy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return hermes.E("sqlite.migrate", hermes.Unavailable, ctx.Err())
+		case <-time.After(wait + time.Duration(rand.Int64N(int64(wait)))):
+		}
+	}
+}
+
+// busy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED.
+func busy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
 // DSN is the data source name Hermes opens path with: WAL, NORMAL
@@ -125,12 +161,12 @@ func (d *DB) migrate(ctx context.Context) error {
 	// the statement cache: each runs once.
 	tx, err := d.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+		return hermes.E("sqlite.migrate", hermes.Unavailable, fmt.Errorf("begin: %w", err))
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
-		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+		return hermes.E("sqlite.migrate", hermes.Unavailable, fmt.Errorf("schema_migrations: %w", err))
 	}
 	applied := map[int]bool{}
 	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
@@ -168,7 +204,7 @@ func (d *DB) migrate(ctx context.Context) error {
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return hermes.E("sqlite.migrate", hermes.Unavailable, err)
+		return hermes.E("sqlite.migrate", hermes.Unavailable, fmt.Errorf("commit: %w", err))
 	}
 	return nil
 }
@@ -205,7 +241,7 @@ func wrap(op string, err error) error {
 		switch code := se.Code(); {
 		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return &hermes.Error{Op: op, Kind: hermes.Conflict, Message: "conflicts with existing data", Err: err}
-		case code&0xff == sqlite3.SQLITE_BUSY || code&0xff == sqlite3.SQLITE_LOCKED:
+		case busy(err):
 			return hermes.E(op, hermes.Unavailable, err)
 		}
 	}
