@@ -325,19 +325,6 @@ func (d *awsDeployment) email(user, msgID, subject, body string, replyTo *outbox
 	return string(envelope)
 }
 
-// object returns an object of the previews' bucket ("" when missing).
-func (d *awsDeployment) object(key string) string {
-	d.t.Helper()
-	out, err := d.s3.GetObject(d.t.Context(), &s3.GetObjectInput{Bucket: aws.String(d.bucket), Key: aws.String(key)})
-	if err != nil {
-		d.t.Logf("GetObject %s: %v", key, err)
-		return ""
-	}
-	defer out.Body.Close()
-	b, _ := io.ReadAll(out.Body)
-	return string(b)
-}
-
 // send puts a body on the intake queue.
 func (d *awsDeployment) send(body string) {
 	d.t.Helper()
@@ -406,7 +393,7 @@ func TestAWSEndToEnd(t *testing.T) {
 	if want := "https://edit.amelia.example.com/" + result.ThreadID + "/"; !strings.Contains(result.Text, want) {
 		t.Errorf("result reply without the preview link %s: %q", want, result.Text)
 	}
-	if page := d.object("amelia/site/" + result.ThreadID + "/index.html"); !strings.Contains(page, "<title>Harbour</title>") {
+	if page := hermestest.BucketObjects(t, d.s3, d.bucket, "amelia/site/"+result.ThreadID+"/")["index.html"]; !strings.Contains(page, "<title>Harbour</title>") {
 		t.Errorf("the published preview: %q", page)
 	}
 	runs := d.ecs.RunRequests()
@@ -443,7 +430,7 @@ func TestAWSEndToEnd(t *testing.T) {
 		t.Errorf("follow-up result %+v, want it in thread %s", second, result.ThreadID)
 	}
 	waitLong(t, "the follow-up sent through SES", func() bool { return d.sesSent("<aws2@example.com>", result.ThreadID) == 2 })
-	if page := d.object("amelia/site/" + result.ThreadID + "/index.html"); !strings.Contains(page, "<title>Lighthouse</title>") {
+	if page := hermestest.BucketObjects(t, d.s3, d.bucket, "amelia/site/"+result.ThreadID+"/")["index.html"]; !strings.Contains(page, "<title>Lighthouse</title>") {
 		t.Errorf("the preview after the follow-up: %q", page)
 	}
 	time.Sleep(time.Second) // time for a duplicate to show, if there were one

@@ -2,6 +2,7 @@ package hermestest
 
 import (
 	"context"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -58,3 +59,30 @@ func S3Bucket(t testing.TB) (cfg aws.Config, client *s3.Client, bucket string) {
 
 // PathStyle is the S3 client option the emulator needs.
 func PathStyle(o *s3.Options) { o.UsePathStyle = true }
+
+// BucketObjects reads every object of bucket under prefix (all pages):
+// its key after the prefix → its content.
+func BucketObjects(t testing.TB, client *s3.Client, bucket, prefix string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(context.Background())
+		if err != nil {
+			t.Fatalf("listing %s/%s: %v", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			obj, err := client.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
+			if err != nil {
+				t.Fatalf("reading %s: %v", aws.ToString(o.Key), err)
+			}
+			b, err := io.ReadAll(obj.Body)
+			obj.Body.Close()
+			if err != nil {
+				t.Fatalf("reading %s: %v", aws.ToString(o.Key), err)
+			}
+			out[strings.TrimPrefix(aws.ToString(o.Key), prefix)] = string(b)
+		}
+	}
+	return out
+}

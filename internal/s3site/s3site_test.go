@@ -2,7 +2,6 @@ package s3site_test
 
 import (
 	"bytes"
-	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -90,32 +89,6 @@ func site(t *testing.T, files map[string]string) map[string]string {
 	return set
 }
 
-// objects lists the bucket: key → content.
-func objects(t *testing.T, client *s3.Client, bucket string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range page.Contents {
-			obj, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(obj.Body)
-			obj.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			out[aws.ToString(o.Key)] = string(b)
-		}
-	}
-	return out
-}
-
 func put(t *testing.T, client *s3.Client, bucket, key, content string) {
 	t.Helper()
 	if _, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
@@ -156,7 +129,7 @@ func TestPublishSyncs(t *testing.T) {
 	for k, v := range v1 {
 		want[prefix+k] = v
 	}
-	if got := objects(t, client, bucket); !maps.Equal(got, want) {
+	if got := hermestest.BucketObjects(t, client, bucket, ""); !maps.Equal(got, want) {
 		t.Fatalf("bucket after the first publish:\n%v\nwant\n%v", got, want)
 	}
 	if puts, _ := count.reset(); len(puts) != len(v1) {
@@ -194,7 +167,7 @@ func TestPublishSyncs(t *testing.T) {
 	for k, v := range v2 {
 		want[prefix+k] = v
 	}
-	if got := objects(t, client, bucket); !maps.Equal(got, want) {
+	if got := hermestest.BucketObjects(t, client, bucket, ""); !maps.Equal(got, want) {
 		t.Fatalf("bucket after the second publish:\n%v\nwant\n%v", got, want)
 	}
 
@@ -212,7 +185,7 @@ func TestPublishSyncs(t *testing.T) {
 	if _, err := p.Publish(ctx, "amelia", "site", thread, site(t, map[string]string{"index.html": "x"})); err != nil {
 		t.Fatal(err)
 	}
-	if got := objects(t, client, bucket)["previews/amelia-site/"+thread+"/index.html"]; got != "x" {
+	if got := hermestest.BucketObjects(t, client, bucket, "")["previews/amelia-site/"+thread+"/index.html"]; got != "x" {
 		t.Errorf("custom prefix: %q", got)
 	}
 	p.Prefix = ""
@@ -220,7 +193,7 @@ func TestPublishSyncs(t *testing.T) {
 	if err != nil || st.Deleted != len(v2) {
 		t.Errorf("empty sync: %+v, %v", st, err)
 	}
-	got := objects(t, client, bucket)
+	got := hermestest.BucketObjects(t, client, bucket, "")
 	for k := range got {
 		if strings.HasPrefix(k, prefix) {
 			t.Errorf("%s left after an empty sync", k)
@@ -268,7 +241,7 @@ func TestPublishErrors(t *testing.T) {
 	if _, err := p.Publish(ctx, "amelia", "site", thread, missing); err == nil {
 		t.Error("a missing file was published")
 	}
-	if got := objects(t, client, bucket); got["amelia/site/"+thread+"/old.html"] != "old" {
+	if got := hermestest.BucketObjects(t, client, bucket, ""); got["amelia/site/"+thread+"/old.html"] != "old" {
 		t.Errorf("a failed sync deleted: %v", got)
 	}
 }

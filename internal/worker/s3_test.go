@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"bytes"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -26,26 +25,6 @@ func s3Emulator(t *testing.T) (*s3.Client, *s3site.Publisher, string) {
 	return client, s3site.New(cfg, awsx.NewBreaker("s3", awsx.BreakerOptions{}), bucket, "", hermestest.PathStyle), bucket
 }
 
-// bucketFiles lists the objects under prefix: path after it → content.
-func bucketFiles(t *testing.T, client *s3.Client, bucket, prefix string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	list, err := client.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range list.Contents {
-		obj, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(obj.Body)
-		obj.Body.Close()
-		out[strings.TrimPrefix(aws.ToString(o.Key), prefix)] = string(b)
-	}
-	return out
-}
-
 // TestPreviewOnS3: with an S3 publisher the build's output is synced to
 // the bucket under the thread's prefix, and the result links to the
 // project's preview template.
@@ -62,7 +41,7 @@ func TestPreviewOnS3(t *testing.T) {
 	if !res.Success || res.Error != "" || res.PreviewURL != "https://edit.amelia.example.com/"+thread+"/" {
 		t.Fatalf("result %+v", res)
 	}
-	got := bucketFiles(t, client, bucket, prefix)
+	got := hermestest.BucketObjects(t, client, bucket, prefix)
 	if len(got) != 3 || !strings.Contains(got["index.html"], "<title>Stamps</title>") || got["css/site.css"] != "body{}\n" || got["built-Stamps.txt"] != "built\n" {
 		t.Fatalf("the bucket has %v", got)
 	}
@@ -76,7 +55,7 @@ func TestPreviewOnS3(t *testing.T) {
 	if !res.Success || res.PreviewURL != "https://edit.amelia.example.com/"+thread+"/" {
 		t.Fatalf("result %+v", res)
 	}
-	got = bucketFiles(t, client, bucket, prefix)
+	got = hermestest.BucketObjects(t, client, bucket, prefix)
 	if _, old := got["built-Stamps.txt"]; old || got["built-Letters.txt"] != "built\n" || len(got) != 3 {
 		t.Errorf("the bucket has %v", got)
 	}
@@ -98,7 +77,7 @@ func TestPreviewOnS3WithoutTemplate(t *testing.T) {
 			t.Fatalf("result %+v", res)
 		}
 		// No build: the committed files are the site.
-		got := bucketFiles(t, client, bucket, "amelia/site/"+thread+"/")
+		got := hermestest.BucketObjects(t, client, bucket, "amelia/site/"+thread+"/")
 		if len(got) != 1 || !strings.Contains(got["index.html"], "<title>"+title+"</title>") {
 			t.Errorf("the bucket has %v", got)
 		}
